@@ -1,0 +1,132 @@
+"""Errors shared by every layer.
+
+Each error carries a stable ``kind`` string. Fronts map kinds to what their
+medium needs (an HTTP status, a CLI exit code) without the service knowing
+about either: the service raises, the front translates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LiftError(Exception):
+    """Base class: a failure a user can act on, with a one-line message."""
+
+    kind = "lift_error"
+
+    def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.kind, "message": self.message}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+class InvalidRequest(LiftError):
+    """The caller asked for something malformed (empty prompt, bad option)."""
+
+    kind = "invalid_request"
+
+
+class UnsupportedSchemaError(InvalidRequest):
+    """The schema uses a keyword the chosen grammar backend would not enforce.
+
+    Rejecting it up front is the only honest option: silently ignoring the
+    keyword would return output that *looks* constrained but is not.
+    """
+
+    kind = "unsupported_schema"
+
+    def __init__(self, keyword: str, pointer: str, backend: str, reason: str = "") -> None:
+        where = pointer or "/"
+        why = f": {reason}" if reason else ""
+        super().__init__(
+            f"schema keyword '{keyword}' at {where} is not enforced by the {backend} backend{why}",
+            detail={"keyword": keyword, "pointer": where, "backend": backend},
+        )
+        self.keyword = keyword
+        self.pointer = where
+        self.backend = backend
+
+
+class GrammarCompileError(InvalidRequest):
+    """The grammar backend could not compile the schema/grammar."""
+
+    kind = "grammar_compile_error"
+
+
+class GrammarCompileTimeout(GrammarCompileError):
+    """Compilation took longer than the configured time box."""
+
+    kind = "grammar_compile_timeout"
+
+
+class PromptTooLong(InvalidRequest):
+    """The prompt does not fit the model's context window."""
+
+    kind = "prompt_too_long"
+
+    def __init__(self, prompt_tokens: int, limit: int) -> None:
+        super().__init__(
+            f"prompt is {prompt_tokens} tokens; the model's context holds {limit} "
+            "(including the tokens to generate)",
+            detail={"prompt_tokens": prompt_tokens, "context_limit": limit},
+        )
+
+
+class TruncatedOutput(LiftError):
+    """Generation stopped at ``max_tokens`` before the structure was complete.
+
+    This is not "invalid JSON": the output was valid so far and simply cut.
+    The partial text is kept so nothing the model produced is lost.
+    """
+
+    kind = "truncated_output"
+
+    def __init__(self, partial_text: str, max_tokens: int, completion_tokens: int) -> None:
+        super().__init__(
+            f"output truncated at max_tokens={max_tokens} before the JSON was complete; "
+            "raise --max-tokens",
+            detail={
+                "partial_text": partial_text,
+                "max_tokens": max_tokens,
+                "completion_tokens": completion_tokens,
+            },
+        )
+        self.partial_text = partial_text
+        self.max_tokens = max_tokens
+
+
+class OutputValidationError(LiftError):
+    """Constrained output failed validation (a backend bug or a model-side rule)."""
+
+    kind = "output_validation_error"
+
+
+class ModelNotAvailable(LiftError):
+    """The model's files are not present; the message names the install command."""
+
+    kind = "model_not_available"
+
+
+class ModelIntegrityError(LiftError):
+    """Assembled/downloaded model bytes do not match the registry's sha256."""
+
+    kind = "model_integrity_error"
+
+
+class EngineError(LiftError):
+    """The engine failed (remote server error, decode failure)."""
+
+    kind = "engine_error"
+
+
+class Cancelled(LiftError):
+    """The caller went away; generation stopped early."""
+
+    kind = "cancelled"

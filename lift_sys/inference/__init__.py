@@ -1,0 +1,1 @@
+"""Inference: model registry, engines, grammar backends and the one service."""

@@ -1,0 +1,13 @@
+"""Engines: the Engine protocol and its implementations (llama.cpp local, OpenAI-compatible HTTP)."""
+
+from lift_sys.inference.engines.base import (
+    CancelToken,
+    ChatMessage,
+    Completion,
+    Constraint,
+    Engine,
+    SamplingParams,
+    Timings,
+)
+
+__all__ = ["CancelToken", "ChatMessage", "Completion", "Constraint", "Engine", "SamplingParams", "Timings"]

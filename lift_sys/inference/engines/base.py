@@ -1,0 +1,128 @@
+"""The Engine protocol: the one interface every model runtime implements.
+
+An engine turns chat messages + sampling settings (+ an optional
+constraint) into text, token counts, a finish reason and timings. It knows
+nothing about IR, HTTP or Modal. Two kinds exist:
+
+* local engines (llama.cpp) expose a :class:`Vocabulary` and take a
+  :class:`CompiledGrammar`: the mask is applied in our own decode loop;
+* remote engines (any OpenAI-compatible server) have no vocabulary here
+  and pass the :class:`GrammarSpec` along (``response_format``), so the
+  server's grammar engine (XGrammar in SGLang) does the masking.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Literal, Protocol, TypedDict
+
+from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+class ChatMessage(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. ``temperature == 0`` is greedy (deterministic)."""
+
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass
+class Constraint:
+    """A constraint as the engine receives it: the spec, and (local engines) its compiled form."""
+
+    spec: GrammarSpec
+    backend: str
+    compiled: CompiledGrammar | None = None
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent in each phase of one generation."""
+
+    queue_ms: float = 0.0
+    compile_ms: float = 0.0
+    prompt_ms: float = 0.0  # prefill of the uncached prompt suffix
+    ttft_ms: float = 0.0  # from engine start to the first generated token
+    decode_ms: float = 0.0  # from the first token to the last
+    mask_ms: float = 0.0  # total time computing grammar masks
+    total_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Completion:
+    """What an engine returns."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+    timings: Timings = field(default_factory=Timings)
+    cached_prompt_tokens: int = 0  # prompt tokens whose KV was reused
+    forced_tokens: int = 0  # tokens appended by grammar fast-forward
+    model: str = ""
+    token_ids: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def decode_tok_s(self) -> float:
+        """Completion tokens per second of decode (after the first token)."""
+        if self.completion_tokens <= 1 or self.timings.decode_ms <= 0:
+            return 0.0
+        return (self.completion_tokens - 1) / (self.timings.decode_ms / 1000)
+
+
+class CancelToken:
+    """Set by a front when its caller went away; the decode loop checks it every token."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+OnText = Callable[[str], None]
+"""Streaming callback: receives each new piece of decoded text."""
+
+
+class Engine(Protocol):
+    name: str
+    model_name: str
+    context_length: int
+
+    def vocabulary(self) -> Vocabulary | None:
+        """The tokenizer view grammar backends compile against; None for remote engines."""
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int | None:
+        """Prompt length in tokens, when the engine can tell cheaply."""
+
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        constraint: Constraint | None = None,
+        *,
+        on_text: OnText | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Completion:
+        """Run one generation."""
+
+    def info(self) -> dict[str, Any]:
+        """Static facts for /health and stats (model, engine, context)."""

@@ -1,0 +1,112 @@
+"""Schema lint: refuse, before any generation, what a backend would not enforce.
+
+A grammar backend that meets a JSON Schema keyword it cannot express has
+two options: fail, or quietly compile a *looser* grammar. The second is the
+dangerous one -- the output still parses, looks constrained, and is not.
+This module walks the schema with JSON pointers and names the first
+keyword the chosen backend would drop, so the caller gets a 400 naming
+``uniqueItems`` at ``/properties/tags`` instead of silently wrong output.
+
+The tables were checked against the pinned backend versions by probing
+each keyword (see tests/test_grammar_lint.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
+
+# Keywords that hold a single subschema / a list / a map of subschemas.
+_SUB_ONE = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
+            "propertyNames", "unevaluatedItems", "unevaluatedProperties", "additionalItems")
+_SUB_LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUB_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+# Rejected for every backend: no grammar can enforce them token by token
+# (they relate siblings, negate, or branch on values already emitted).
+_NEVER = {
+    "not": "negation cannot be compiled into a grammar",
+    "if": "conditional schemas are not compiled",
+    "then": "conditional schemas are not compiled",
+    "else": "conditional schemas are not compiled",
+    "uniqueItems": "uniqueness across array items is not enforced",
+    "contains": "'contains' is not enforced",
+    "minContains": "'contains' is not enforced",
+    "maxContains": "'contains' is not enforced",
+    "dependentRequired": "dependencies between properties are not enforced",
+    "dependentSchemas": "dependencies between properties are not enforced",
+    "dependencies": "dependencies between properties are not enforced",
+    "unevaluatedItems": "not enforced",
+    "unevaluatedProperties": "not enforced",
+    "$dynamicRef": "dynamic references are not supported",
+    "$recursiveRef": "dynamic references are not supported",
+}
+
+_EXTRA: dict[str, dict[str, str]] = {
+    "llguidance": {
+        "propertyNames": "not enforced by llguidance",
+        "minProperties": "not enforced by llguidance",
+        "maxProperties": "not enforced by llguidance",
+    },
+    "xgrammar": {
+        "oneOf": "xgrammar treats oneOf as anyOf: exclusivity is not enforced",
+        "propertyNames": "not enforced by xgrammar",
+        "patternProperties": "not enforced by xgrammar",
+        "multipleOf": "not enforced by xgrammar",
+        "minProperties": "not enforced by xgrammar",
+        "maxProperties": "not enforced by xgrammar",
+    },
+}
+
+# Formats each backend actually enforces; any other "format" is refused.
+_FORMATS: dict[str, set[str]] = {
+    "llguidance": {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"},
+    "xgrammar": {"date-time", "time", "date", "duration", "email", "ipv4", "ipv6", "hostname", "uuid", "uri",
+                 "uri-reference", "uri-template", "json-pointer", "relative-json-pointer"},
+}
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (json_pointer, subschema) for the schema and every nested subschema."""
+    if not isinstance(schema, dict):
+        return
+    yield pointer, schema
+    for key in _SUB_ONE:
+        if isinstance(schema.get(key), dict):
+            yield from iter_schemas(schema[key], f"{pointer}/{_escape(key)}")
+    for key in _SUB_LIST:
+        if isinstance(schema.get(key), list):
+            for i, sub in enumerate(schema[key]):
+                yield from iter_schemas(sub, f"{pointer}/{key}/{i}")
+    for key in _SUB_MAP:
+        if isinstance(schema.get(key), dict):
+            for name, sub in schema[key].items():
+                yield from iter_schemas(sub, f"{pointer}/{_escape(key)}/{_escape(name)}")
+
+
+def lint_schema(schema: Any, backend: str) -> None:
+    """Raise :class:`UnsupportedSchemaError` for the first keyword ``backend`` would not enforce."""
+    if schema is True or schema == {}:
+        return
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"a JSON schema must be an object, got {type(schema).__name__}")
+    extra = _EXTRA.get(backend, {})
+    formats = _FORMATS.get(backend, set())
+    for pointer, node in iter_schemas(schema):
+        for keyword in node:
+            reason = _NEVER.get(keyword) or extra.get(keyword)
+            if reason:
+                raise UnsupportedSchemaError(keyword, pointer, backend, reason)
+        fmt = node.get("format")
+        if isinstance(fmt, str) and fmt not in formats:
+            raise UnsupportedSchemaError("format", pointer, backend, f"format {fmt!r} is not enforced")
+        if backend == "xgrammar" and "pattern" in node and ("minLength" in node or "maxLength" in node):
+            which = "minLength" if "minLength" in node else "maxLength"
+            raise UnsupportedSchemaError(
+                which, pointer, backend, "xgrammar ignores string length when a pattern is also given"
+            )

@@ -1,0 +1,114 @@
+"""xgrammar backend: the engine SGLang uses by default (extra: ``lift-sys[xgrammar]``).
+
+Imported lazily: xgrammar pulls in torch and transformers at import. The
+tokenizer info is built from raw token bytes (``VocabType.RAW``), so no HF
+tokenizer is needed even here.
+
+Fast-forward is off for this backend: xgrammar only offers a forced
+*string*, and re-tokenizing that string can pick token boundaries the model
+would never produce (the reason SGLang retired jump-forward decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from lift_sys.errors import GrammarCompileError
+from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary
+from lift_sys.inference.grammar.lint import lint_schema
+
+
+class XGrammarMatcher:
+    def __init__(self, matcher: Any) -> None:
+        self._m = matcher
+        self._error: str | None = None
+
+    def fill_bitmask(self, bitmask: np.ndarray) -> None:
+        # numpy speaks DLPack; xgrammar fills a 2-D (batch, words) view in place.
+        self._m.fill_next_token_bitmask(bitmask.reshape(1, -1), 0)
+
+    def accept(self, token_id: int) -> bool:
+        ok = bool(self._m.accept_token(token_id))
+        if not ok:
+            self._error = f"token {token_id} rejected by the grammar"
+        return ok
+
+    def forced_tokens(self) -> list[int]:
+        return []
+
+    def is_finished(self) -> bool:
+        return bool(self._m.is_terminated())
+
+    def error(self) -> str | None:
+        return self._error
+
+
+class XGrammarBackend:
+    name = "xgrammar"
+    supports_fast_forward = False
+
+    def __init__(self) -> None:
+        try:
+            import xgrammar  # noqa: F401
+        except ImportError as exc:
+            raise GrammarCompileError(
+                "the xgrammar backend is not installed: pip install 'lift-sys[xgrammar]' "
+                f"({exc.__class__.__name__}: {exc})"
+            ) from exc
+        self._compilers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _compiler(self, vocab: Vocabulary) -> Any:
+        import xgrammar as xgr
+
+        with self._lock:
+            comp = self._compilers.get(vocab.fingerprint)
+            if comp is None:
+                # Control tokens become empty strings: xgrammar then never
+                # admits them inside JSON text; EOS is passed as the stop token.
+                encoded = [b"" if t.startswith(b"\xff") else bytes(t) for t in vocab.tokens]
+                info = xgr.TokenizerInfo(
+                    encoded,
+                    xgr.VocabType.RAW,
+                    vocab_size=vocab.n_vocab,
+                    stop_token_ids=list(vocab.eos_token_ids),
+                    add_prefix_space=False,
+                )
+                comp = xgr.GrammarCompiler(info, max_threads=2, cache_enabled=False)
+                self._compilers[vocab.fingerprint] = comp
+            return comp
+
+    def lint(self, spec: GrammarSpec) -> None:
+        if spec.kind == "json_schema":
+            lint_schema(spec.source, self.name)
+
+    def compile(self, spec: GrammarSpec, vocab: Vocabulary) -> CompiledGrammar:
+        import xgrammar as xgr
+
+        self.lint(spec)
+        compiler = self._compiler(vocab)
+        t0 = time.perf_counter()
+        try:
+            if spec.kind == "json_schema":
+                compiled = compiler.compile_json_schema(
+                    json.dumps(spec.source), any_whitespace=False, separators=(",", ":"), strict_mode=True
+                )
+            elif spec.kind == "regex":
+                compiled = compiler.compile_regex(spec.source)
+            else:
+                raise GrammarCompileError("xgrammar takes EBNF, not Lark; use the llguidance backend for lark")
+        except GrammarCompileError:
+            raise
+        except Exception as exc:  # xgrammar raises RuntimeError/ValueError with the reason
+            raise GrammarCompileError(f"xgrammar could not compile the grammar: {exc}") from exc
+        compile_ms = (time.perf_counter() - t0) * 1000
+
+        def factory() -> XGrammarMatcher:
+            return XGrammarMatcher(xgr.GrammarMatcher(compiled))
+
+        return CompiledGrammar(self.name, spec.key, vocab.fingerprint, compile_ms, factory)

@@ -1,0 +1,271 @@
+"""The one inference service: every front (CLI, HTTP, Modal) calls this.
+
+Data flows one way: request -> prompt + compiled grammar -> engine ->
+validated result. The service owns what is the same for every front:
+option checks, the grammar cache, the schema lint, truncation and
+validation, and the counters behind ``stats()``. It knows nothing about
+HTTP or Modal; errors are :mod:`lift_sys.errors` exceptions that each
+front translates.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lift_sys import __version__
+from lift_sys.errors import InvalidRequest, OutputValidationError, TruncatedOutput
+from lift_sys.inference.engines.base import (
+    CancelToken,
+    ChatMessage,
+    Completion,
+    Constraint,
+    Engine,
+    OnText,
+    SamplingParams,
+)
+from lift_sys.inference.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSpec, get_backend
+from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
+from lift_sys.ir.prompt import ir_messages
+from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, validate_json
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Per-request knobs, shared by every front."""
+
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    grammar_backend: str | None = None  # None: the service default
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(self.max_tokens, self.temperature, self.top_p, self.seed)
+
+
+@dataclass
+class GenerationResult:
+    """A finished, validated generation."""
+
+    text: str
+    json: Any
+    completion: Completion
+    grammar_backend: str | None
+    compile_cache_hit: bool = False
+
+    @property
+    def finish_reason(self) -> str:
+        return self.completion.finish_reason
+
+    def usage(self) -> dict[str, int]:
+        c = self.completion
+        return {
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "cached_prompt_tokens": c.cached_prompt_tokens,
+            "forced_tokens": c.forced_tokens,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """The numbers a user wants after a run (CLI stats line, HTTP timings)."""
+        c = self.completion
+        return {
+            "model": c.model,
+            "grammar_backend": self.grammar_backend,
+            **self.usage(),
+            "finish_reason": c.finish_reason,
+            "ttft_ms": round(c.timings.ttft_ms, 1),
+            "decode_tok_s": round(c.decode_tok_s, 2),
+            "compile_ms": round(c.timings.compile_ms, 3),
+            "compile_cache_hit": self.compile_cache_hit,
+            "mask_ms": round(c.timings.mask_ms, 2),
+            "total_ms": round(c.timings.total_ms, 1),
+        }
+
+
+@dataclass
+class IRResult:
+    """An IR plus how it was made and what the semantic checks found."""
+
+    ir: IR
+    checks: list[IRCheck]
+    generation: GenerationResult
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    forced_tokens: int = 0
+
+
+class InferenceService:
+    """Constrained generation over one engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        default_backend: str = DEFAULT_BACKEND,
+        grammar_cache: GrammarCache | None = None,
+        compile_timeout_s: float = 10.0,
+    ) -> None:
+        get_backend(default_backend)  # fail fast on an unknown/uninstalled backend
+        self.engine = engine
+        self.default_backend = default_backend
+        self.grammar_cache = grammar_cache or GrammarCache(compile_timeout_s=compile_timeout_s)
+        self._counters = _Counters()
+        self._counters_lock = threading.Lock()
+        self._started = time.time()
+
+    # ------------------------------------------------------------------ generic
+
+    def _check_options(self, options: GenerateOptions) -> None:
+        if options.max_tokens < 1:
+            raise InvalidRequest("max_tokens must be >= 1")
+        if not 0 <= options.temperature <= 5:
+            raise InvalidRequest("temperature must be between 0 and 5")
+        if not 0 < options.top_p <= 1:
+            raise InvalidRequest("top_p must be in (0, 1]")
+        limit = self.engine.context_length
+        if options.max_tokens >= limit:
+            raise InvalidRequest(f"max_tokens must be below the model's context length ({limit})")
+
+    def constraint_for(self, spec: GrammarSpec, backend: str | None = None) -> Constraint:
+        """Lint + compile (cached) ``spec`` for this engine's vocabulary."""
+        name = backend or self.default_backend
+        vocab = self.engine.vocabulary()
+        if vocab is None:  # remote engine: the server compiles; we still lint
+            get_backend(name).lint(spec)
+            return Constraint(spec=spec, backend=name)
+        compiled = self.grammar_cache.get(spec, name, vocab)
+        return Constraint(spec=spec, backend=name, compiled=compiled)
+
+    def generate(
+        self,
+        messages: list[ChatMessage] | str,
+        grammar: GrammarSpec | dict[str, Any] | None,
+        options: GenerateOptions = GenerateOptions(),
+        *,
+        on_text: OnText | None = None,
+        cancel: CancelToken | None = None,
+    ) -> GenerationResult:
+        """Generate under ``grammar`` (a GrammarSpec, or a JSON Schema dict; None = unconstrained).
+
+        Raises TruncatedOutput when a constrained generation hits max_tokens,
+        OutputValidationError when JSON output fails its schema.
+        """
+        if isinstance(messages, str):
+            if not messages.strip():
+                raise InvalidRequest("prompt is empty")
+            messages = [{"role": "user", "content": messages}]
+        if not messages:
+            raise InvalidRequest("messages is empty")
+        spec = GrammarSpec.json_schema(grammar) if isinstance(grammar, dict) else grammar
+        self._check_options(options)
+        try:
+            t0 = time.perf_counter()
+            constraint = self.constraint_for(spec, options.grammar_backend) if spec is not None else None
+            compile_ms = (time.perf_counter() - t0) * 1000
+            completion = self.engine.generate(
+                messages, options.sampling(), constraint, on_text=on_text, cancel=cancel
+            )
+            completion.timings.compile_ms = compile_ms
+            result = GenerationResult(
+                text=completion.text,
+                json=None,
+                completion=completion,
+                grammar_backend=constraint.backend if constraint else None,
+                compile_cache_hit=bool(constraint and constraint.compiled and constraint.compiled.cache_hit),
+            )
+            self._count(result)
+            if spec is not None and completion.finish_reason == "length":
+                raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens)
+            if spec is not None and spec.kind == "json_schema" and completion.finish_reason == "stop":
+                try:
+                    result.json = json.loads(completion.text)
+                except json.JSONDecodeError as exc:
+                    raise OutputValidationError(
+                        f"constrained output is not JSON ({exc}); this is a grammar backend bug",
+                        detail={"text": completion.text},
+                    ) from exc
+                validate_json(result.json, spec.source)
+            return result
+        except Exception as exc:
+            self._count_failure(exc)
+            raise
+
+    # ------------------------------------------------------------------ IR
+
+    def generate_ir(
+        self,
+        request: str,
+        options: GenerateOptions = GenerateOptions(),
+        *,
+        on_text: OnText | None = None,
+        cancel: CancelToken | None = None,
+    ) -> IRResult:
+        """Natural-language request -> validated IR."""
+        if not request or not request.strip():
+            raise InvalidRequest("the request text is empty")
+        result = self.generate(
+            ir_messages(request), ir_generation_schema(), options, on_text=on_text, cancel=cancel
+        )
+        spec: IRSpec = parse_ir_json(result.text)
+        ir = IR.from_spec(
+            spec,
+            model=result.completion.model or self.engine.model_name,
+            grammar_backend=result.grammar_backend or "",
+        )
+        return IRResult(ir=ir, checks=check_ir(spec), generation=result)
+
+    # ------------------------------------------------------------------ status
+
+    def _count(self, result: GenerationResult) -> None:
+        with self._counters_lock:
+            c = self._counters
+            c.requests += 1
+            c.prompt_tokens += result.completion.prompt_tokens
+            c.completion_tokens += result.completion.completion_tokens
+            c.forced_tokens += result.completion.forced_tokens
+
+    def _count_failure(self, exc: Exception) -> None:
+        kind = getattr(exc, "kind", exc.__class__.__name__)
+        with self._counters_lock:
+            self._counters.failures[kind] = self._counters.failures.get(kind, 0) + 1
+
+    def health(self) -> dict[str, Any]:
+        """Cheap, never touches the model."""
+        info = self.engine.info()
+        return {
+            "status": "ok",
+            "ready": True,
+            "model": info.get("model", self.engine.model_name),
+            "engine": info.get("engine", self.engine.name),
+            "grammar_backend": self.default_backend,
+            "version": __version__,
+            "uptime_s": round(time.time() - self._started, 3),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        with self._counters_lock:
+            c = self._counters
+            counters = {
+                "requests": c.requests,
+                "failures": dict(c.failures),
+                "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens,
+                "forced_tokens": c.forced_tokens,
+            }
+        cache = self.grammar_cache.stats
+        return {
+            **counters,
+            "grammar_cache": {"hits": cache.hits, "misses": cache.misses, "size": cache.size},
+            "engine": self.engine.info(),
+        }

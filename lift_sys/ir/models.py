@@ -1,0 +1,197 @@
+"""Pydantic v2 models of the IR and the JSON Schema generated from them.
+
+Two schemas come out of here:
+
+* :func:`ir_generation_schema` -- what the model is constrained to produce
+  (:class:`IRSpec`, no ``metadata``: the system fills that, not the model).
+* :func:`ir_schema` -- the full stored document (:class:`IR`).
+
+Both stay inside the JSON Schema keywords that *every* grammar backend
+enforces (type, properties, required, additionalProperties, items, enum,
+anyOf, $ref/$defs, pattern, maxItems, maxLength). That is checked by the
+schema lint in the tests, so a field added here with an unenforceable
+keyword fails CI instead of producing unconstrained output.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from functools import lru_cache
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema
+
+# Identifiers: snake_case Python names. A pattern alone (no min/maxLength on
+# the same string) is what xgrammar can enforce.
+SNAKE_CASE = r"^[a-z_][a-z0-9_]*$"
+
+Text = Annotated[str, Field(max_length=400)]
+ShortText = Annotated[str, Field(max_length=160)]
+Identifier = Annotated[str, Field(pattern=SNAKE_CASE)]
+ExceptionName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+
+
+class _Strict(BaseModel):
+    # extra="forbid" -> additionalProperties: false, so the grammar admits
+    # exactly the declared keys.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Intent(_Strict):
+    """What the function is for, in words."""
+
+    summary: Text = Field(description="One sentence: what the function does.")
+    rationale: Text = Field(description="Why it exists / how it should behave in edge cases.")
+
+
+class Parameter(_Strict):
+    """One positional-or-keyword parameter."""
+
+    name: Identifier = Field(description="snake_case parameter name.")
+    type_hint: ShortText = Field(description="A Python annotation, e.g. 'int' or 'list[str]'.")
+    description: Text = Field(description="What the parameter means.")
+
+
+class Signature(_Strict):
+    """The function's name, parameters and return annotation."""
+
+    name: Identifier = Field(description="snake_case function name.")
+    parameters: list[Parameter] = Field(max_length=8, description="Parameters in order.")
+    returns: ShortText = Field(description="Return annotation, e.g. 'int' or 'None'.")
+
+
+class EffectKind(str, Enum):
+    reads = "reads"
+    writes = "writes"
+    raises = "raises"
+    mutates = "mutates"
+    io = "io"
+
+
+class Effect(_Strict):
+    """Something the function does beyond returning a value."""
+
+    kind: EffectKind
+    description: Text
+
+
+class AssertionKind(str, Enum):
+    precondition = "precondition"
+    postcondition = "postcondition"
+    invariant = "invariant"
+
+
+class Assertion(_Strict):
+    """An executable claim: a Python boolean expression.
+
+    Preconditions are over the parameters; postconditions may also use
+    ``result`` (the return value).
+    """
+
+    kind: AssertionKind
+    predicate: ShortText = Field(description="Python boolean expression over parameters and `result`.")
+    description: Text
+
+
+class Example(_Strict):
+    """A concrete call: inputs by parameter name, and the output or the exception."""
+
+    inputs: dict[str, Any] = Field(description="Argument values by parameter name (JSON).")
+    output: Any = Field(description="Expected return value (JSON), null when it raises.")
+    raises: Optional[ExceptionName] = Field(
+        description="Exception class name when the call raises, else null."
+    )
+
+
+class HoleKind(str, Enum):
+    behavior = "behavior"
+    type = "type"
+    constant = "constant"
+    implementation = "implementation"
+
+
+class Hole(_Strict):
+    """Something the request leaves open, to be decided later."""
+
+    identifier: Identifier
+    type_hint: ShortText
+    description: Text
+    kind: HoleKind
+
+
+class IRSpec(_Strict):
+    """The part of the IR the model writes."""
+
+    intent: Intent
+    signature: Signature
+    effects: list[Effect] = Field(max_length=6)
+    assertions: list[Assertion] = Field(max_length=8)
+    examples: list[Example] = Field(max_length=6)
+    holes: list[Hole] = Field(max_length=6)
+
+
+class IRMetadata(_Strict):
+    """Filled by the system after generation, never by the model."""
+
+    language: str = "python"
+    model: str = ""
+    grammar_backend: str = ""
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class IR(IRSpec):
+    """The stored IR document: the model's spec plus system metadata."""
+
+    metadata: IRMetadata = Field(default_factory=IRMetadata)
+
+    @classmethod
+    def from_spec(cls, spec: IRSpec, **metadata: Any) -> "IR":
+        return cls(**spec.model_dump(), metadata=IRMetadata(**metadata))
+
+
+class _NoTitles(GenerateJsonSchema):
+    """Schema generator that drops ``title`` (noise for the grammar and the prompt)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:  # noqa: D401
+        return False
+
+    def generate(self, schema: Any, mode: Any = "validation") -> dict[str, Any]:
+        out = super().generate(schema, mode=mode)
+        _strip_titles(out)
+        return out
+
+
+def _strip_titles(node: Any) -> None:
+    if isinstance(node, dict):
+        node.pop("title", None)
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                for sub in value.values():
+                    _strip_titles(sub)
+            else:
+                _strip_titles(value)
+    elif isinstance(node, list):
+        for item in node:
+            _strip_titles(item)
+
+
+@lru_cache(maxsize=None)
+def _schema_json(model_name: str) -> dict[str, Any]:
+    model = {"IRSpec": IRSpec, "IR": IR}[model_name]
+    return model.model_json_schema(schema_generator=_NoTitles)
+
+
+def ir_generation_schema() -> dict[str, Any]:
+    """JSON Schema the model is constrained to (IRSpec). A fresh copy each call."""
+    import copy
+
+    return copy.deepcopy(_schema_json("IRSpec"))
+
+
+def ir_schema() -> dict[str, Any]:
+    """JSON Schema of the full stored IR document."""
+    import copy
+
+    return copy.deepcopy(_schema_json("IR"))

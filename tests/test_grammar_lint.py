@@ -1,0 +1,59 @@
+"""Schema lint: unenforceable keywords are refused, naming keyword and pointer."""
+
+from __future__ import annotations
+
+import pytest
+
+from lift_sys.errors import UnsupportedSchemaError
+from lift_sys.inference.grammar import GrammarSpec, get_backend
+from lift_sys.inference.grammar.lint import lint_schema
+
+TAGS = {
+    "type": "object",
+    "properties": {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}},
+    "required": ["tags"],
+}
+
+
+def test_unique_items_rejected_for_xgrammar_with_keyword_and_pointer():
+    with pytest.raises(UnsupportedSchemaError) as info:
+        lint_schema(TAGS, "xgrammar")
+    exc = info.value
+    assert exc.keyword == "uniqueItems"
+    assert exc.pointer == "/properties/tags"
+    assert "uniqueItems" in str(exc) and "xgrammar" in str(exc)
+
+
+def test_pattern_with_length_rejected_only_for_xgrammar():
+    schema = {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5}
+    with pytest.raises(UnsupportedSchemaError, match="maxLength"):
+        lint_schema(schema, "xgrammar")
+    lint_schema(schema, "llguidance")
+
+
+@pytest.mark.parametrize(
+    "schema, keyword, pointer",
+    [
+        ({"not": {"type": "string"}}, "not", "/"),
+        ({"type": "object", "if": {}, "then": {}}, "if", "/"),
+        ({"anyOf": [{"type": "integer"}, {"type": "string", "format": "credit-card"}]}, "format", "/anyOf/1"),
+        ({"$defs": {"a/b": {"type": "array", "contains": {"type": "integer"}}}, "$ref": "#/$defs/a~1b"},
+         "contains", "/$defs/a~1b"),
+    ],
+)
+def test_never_enforced_keywords(schema, keyword, pointer):
+    for backend in ("llguidance", "xgrammar"):
+        with pytest.raises(UnsupportedSchemaError) as info:
+            lint_schema(schema, backend)
+        assert (info.value.keyword, info.value.pointer) == (keyword, pointer)
+
+
+def test_property_named_like_a_keyword_is_not_a_keyword():
+    schema = {"type": "object", "properties": {"not": {"type": "string"}, "uniqueItems": {"type": "boolean"}}}
+    lint_schema(schema, "xgrammar")
+    lint_schema(schema, "llguidance")
+
+
+def test_backend_lint_runs_before_compile():
+    with pytest.raises(UnsupportedSchemaError, match="uniqueItems"):
+        get_backend("llguidance").lint(GrammarSpec.json_schema(TAGS))

@@ -1,0 +1,66 @@
+"""The IR models and their generated schema (fast, no model)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from lift_sys.errors import OutputValidationError
+from lift_sys.inference.grammar.lint import iter_schemas, lint_schema
+from lift_sys.ir import IR, IRSpec, check_ir, ir_generation_schema, ir_schema, parse_ir_json
+from lift_sys.ir.prompt import EXAMPLE_IR
+
+
+def test_example_round_trips_model_json_model():
+    spec = IRSpec.model_validate(EXAMPLE_IR)
+    ir = IR.from_spec(spec, model="m", grammar_backend="llguidance")
+    text = ir.model_dump_json()
+    again = IR.model_validate_json(text)
+    assert again == ir
+    assert again.signature.name == "count_vowels"
+    assert again.examples[2].raises == "TypeError"
+    assert again.metadata.grammar_backend == "llguidance"
+    jsonschema.validate(json.loads(text), ir_schema())
+
+
+def test_generation_schema_excludes_metadata_and_forbids_extra_keys():
+    schema = ir_generation_schema()
+    assert "metadata" not in schema["properties"]
+    assert set(schema["required"]) == {"intent", "signature", "effects", "assertions", "examples", "holes"}
+    for pointer, node in iter_schemas(schema):
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, pointer
+        assert "title" not in node, pointer
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
+def test_ir_schema_uses_only_keywords_every_backend_enforces(backend):
+    lint_schema(ir_generation_schema(), backend)  # raises on any unenforced keyword
+
+
+def test_schema_and_pydantic_agree_on_bad_names():
+    bad = json.loads(json.dumps(EXAMPLE_IR))
+    bad["signature"]["name"] = "CountVowels"
+    with pytest.raises(OutputValidationError, match="/signature/name"):
+        parse_ir_json(json.dumps(bad))
+    with pytest.raises(OutputValidationError, match="not JSON"):
+        parse_ir_json('{"intent": ')
+
+
+def test_extra_keys_rejected():
+    bad = dict(EXAMPLE_IR, extra=1)
+    with pytest.raises(OutputValidationError, match="Additional properties"):
+        parse_ir_json(json.dumps(bad))
+
+
+def test_semantic_checks_find_what_the_schema_cannot():
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["assertions"][0]["predicate"] = "isinstance(text,"
+    doc["examples"][0]["inputs"] = {"txt": "Hello"}
+    found = check_ir(IRSpec.model_validate(doc))
+    wheres = {c.where for c in found}
+    assert "/assertions/0/predicate" in wheres
+    assert "/examples/0/inputs" in wheres
+    assert check_ir(IRSpec.model_validate(EXAMPLE_IR)) == []

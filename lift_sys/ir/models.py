@@ -8,7 +8,7 @@ Two schemas come out of here:
 
 Both stay inside the JSON Schema keywords that *every* grammar backend
 enforces (type, properties, required, additionalProperties, items, enum,
-anyOf, $ref/$defs, pattern, maxItems, maxLength). That is checked by the
+anyOf, $ref/$defs, pattern, maxItems). That is checked by the
 schema lint in the tests, so a field added here with an unenforceable
 keyword fails CI instead of producing unconstrained output.
 """
@@ -27,8 +27,12 @@ from pydantic.json_schema import GenerateJsonSchema
 # the same string) is what xgrammar can enforce.
 SNAKE_CASE = r"^[a-z_][a-z0-9_]*$"
 
-Text = Annotated[str, Field(max_length=400)]
-ShortText = Annotated[str, Field(max_length=160)]
+# No maxLength on free text: xgrammar expands a length bound into a counted
+# repetition, and the IR schema with maxLength on its strings took 11 s to
+# compile (44 ms without). max_tokens bounds a rambling string instead, and
+# is reported as truncation.
+Text = str
+ShortText = str
 Identifier = Annotated[str, Field(pattern=SNAKE_CASE)]
 ExceptionName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
 

@@ -106,14 +106,30 @@ class LlamaCppEngine:
 
     # ------------------------------------------------------------------ vocabulary
 
+    def _piece(self, tid: int, buf: Any) -> bytes:
+        """Token bytes, rendering control tokens as their text.
+
+        (``LlamaModel.token_to_piece`` in llama-cpp-python 0.3.x returns the
+        whole fixed-size buffer, NULs included, so we call llama.cpp directly.)
+        """
+        import llama_cpp
+
+        n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, tid, buf, len(buf), 0, True)
+        if n < 0:
+            raise EngineError(f"token {tid} is longer than {len(buf)} bytes")
+        return bytes(buf[:n])
+
     def _find_stop_ids(self) -> tuple[int, ...]:
+        import ctypes
+
         model = self._llm._model
+        buf = ctypes.create_string_buffer(256)
         ids = {model.token_eos()}
         eot = model.token_eot()
         if eot >= 0:
             ids.add(eot)
         for tid in range(self._n_vocab):
-            if self._is_control(tid) and model.token_to_piece(tid, special=True) in _STOP_TEXTS:
+            if self._is_control(tid) and self._piece(tid, buf) in _STOP_TEXTS:
                 ids.add(tid)
         return tuple(sorted(i for i in ids if 0 <= i < self._n_vocab))
 
@@ -126,10 +142,19 @@ class LlamaCppEngine:
     def vocabulary(self) -> Vocabulary:
         """Token bytes straight from llama.cpp's vocab (control tokens marked with 0xFF)."""
         if self._vocab is None:
+            import ctypes
+
+            import llama_cpp
+
             model = self._llm._model
+            buf = ctypes.create_string_buffer(256)
             tokens: list[bytes] = []
             for tid in range(self._n_vocab):
-                piece = model.token_to_piece(tid, special=True)
+                attr = model.token_get_attr(tid)
+                if attr & llama_cpp.LLAMA_TOKEN_ATTR_UNUSED:
+                    tokens.append(b"")  # padding rows of the embedding table: never produced
+                    continue
+                piece = self._piece(tid, buf)
                 if self._is_control(tid) and piece.startswith(b"<") and piece.endswith(b">"):
                     piece = b"\xff" + piece
                 tokens.append(piece)

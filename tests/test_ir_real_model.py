@@ -1,0 +1,68 @@
+"""IR generation with the real embedded model, on both grammar backends.
+
+Few and focused: 3 requests x 2 backends, greedy. The assertions are on
+content: the IR validates against the schema *and* the pydantic model, the
+function name is snake_case and about the request, parameters exist.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jsonschema
+import pytest
+
+from lift_sys.errors import TruncatedOutput
+from lift_sys.inference.service import GenerateOptions
+from lift_sys.ir import IR, ir_schema
+
+pytestmark = pytest.mark.model
+
+REQUESTS = [
+    ("a function that returns the n-th Fibonacci number, raising ValueError for negative n", ("fib",)),
+    ("a function that checks whether a string is a palindrome, ignoring case", ("palindrome", "pal")),
+    ("a function that merges two sorted lists of integers into one sorted list", ("merge", "sort")),
+]
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
+@pytest.mark.parametrize("request_text, name_hints", REQUESTS, ids=["fibonacci", "palindrome", "merge"])
+def test_ir_from_request(service, backend, request_text, name_hints):
+    result = service.generate_ir(request_text, GenerateOptions(max_tokens=900, grammar_backend=backend))
+    ir = result.ir
+    doc = ir.model_dump(mode="json")
+    jsonschema.validate(doc, ir_schema())
+    assert IR.model_validate(doc) == ir
+    assert result.generation.finish_reason == "stop"
+    assert ir.metadata.grammar_backend == backend
+    assert ir.metadata.model == "qwen2.5-coder-0.5b-instruct"
+    name = ir.signature.name
+    assert re.fullmatch(r"[a-z_][a-z0-9_]*", name)
+    assert any(h in name for h in name_hints), name
+    assert len(ir.signature.parameters) >= 1
+    assert result.generation.completion.completion_tokens > 20
+    # the raw text is one JSON object with bounded whitespace: no newlines, no runs of
+    # spaces outside strings (xgrammar writes ", " inside untyped values; llguidance nothing)
+    assert result.generation.text.startswith("{") and result.generation.text.endswith("}")
+    structure = re.sub(r'"(?:[^"\\]|\\.)*"', '""', result.generation.text)
+    assert not re.search(r"\s\s|\n", structure), structure
+    if backend == "llguidance":
+        assert not re.search(r"\s", structure), structure
+
+
+def test_truncation_is_reported_not_invalid_json(service):
+    with pytest.raises(TruncatedOutput) as info:
+        service.generate_ir(REQUESTS[0][0], GenerateOptions(max_tokens=20))
+    exc = info.value
+    assert exc.max_tokens == 20
+    assert exc.partial_text.startswith('{"intent":')
+    assert exc.detail["completion_tokens"] == 20
+
+
+def test_prefix_cache_reuses_the_shared_prompt(service, engine):
+    service.generate_ir(REQUESTS[0][0], GenerateOptions(max_tokens=900))
+    second = service.generate_ir(REQUESTS[1][0], GenerateOptions(max_tokens=900))
+    c = second.generation.completion
+    # system prompt + worked example are shared: most of the prompt is not re-evaluated
+    assert c.cached_prompt_tokens > 0.7 * c.prompt_tokens
+    assert second.generation.compile_cache_hit

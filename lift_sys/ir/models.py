@@ -20,7 +20,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import GenerateJsonSchema
 
 # Identifiers: snake_case Python names. A pattern alone (no min/maxLength on
@@ -34,6 +34,23 @@ SNAKE_CASE = r"^[a-z_][a-z0-9_]*$"
 Text = str
 ShortText = str
 Identifier = Annotated[str, Field(pattern=SNAKE_CASE)]
+
+# Any JSON value, spelled out as a recursive $def rather than the empty schema
+# `{}`: every backend then applies the *same* compact separators inside it
+# (xgrammar's built-in "any JSON" writes ", "), and converters that do not
+# know `{}` (llama.cpp's json_schema -> GBNF) still compile it.
+JSON_VALUE_DEF = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/$defs/JsonValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/$defs/JsonValue"}},
+    ]
+}
+_JSON_VALUE_MARK = "x-lift-json-value"  # placeholder pydantic leaves alone; swapped for the $ref
+JsonValue = Annotated[Any, WithJsonSchema({_JSON_VALUE_MARK: True})]
 ExceptionName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
 
 
@@ -102,8 +119,8 @@ class Assertion(_Strict):
 class Example(_Strict):
     """A concrete call: inputs by parameter name, and the output or the exception."""
 
-    inputs: dict[str, Any] = Field(description="Argument values by parameter name (JSON).")
-    output: Any = Field(description="Expected return value (JSON), null when it raises.")
+    inputs: dict[str, JsonValue] = Field(description="Argument values by parameter name (JSON).")
+    output: JsonValue = Field(description="Expected return value (JSON), null when it raises.")
     raises: Optional[ExceptionName] = Field(
         description="Exception class name when the call raises, else null."
     )
@@ -168,8 +185,11 @@ class _NoTitles(GenerateJsonSchema):
 
 
 def _strip_titles(node: Any) -> None:
+    """Drop titles; turn JsonValue placeholders into ``$ref: #/$defs/JsonValue``."""
     if isinstance(node, dict):
         node.pop("title", None)
+        if node.pop(_JSON_VALUE_MARK, False):
+            node["$ref"] = "#/$defs/JsonValue"
         for key, value in node.items():
             if key in ("properties", "$defs"):
                 for sub in value.values():
@@ -184,7 +204,9 @@ def _strip_titles(node: Any) -> None:
 @lru_cache(maxsize=None)
 def _schema_json(model_name: str) -> dict[str, Any]:
     model = {"IRSpec": IRSpec, "IR": IR}[model_name]
-    return model.model_json_schema(schema_generator=_NoTitles)
+    schema = model.model_json_schema(schema_generator=_NoTitles)
+    schema.setdefault("$defs", {})["JsonValue"] = JSON_VALUE_DEF
+    return schema
 
 
 def ir_generation_schema() -> dict[str, Any]:

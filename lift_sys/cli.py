@@ -74,13 +74,21 @@ def _assembly_progress():
     return progress, update
 
 
-def _service(model: Optional[str], grammar_backend: str):
-    from lift_sys.inference.runtime import local_service
+def _service(model: Optional[str], grammar_backend: str, engine_url: Optional[str] = None, engine_model: Optional[str] = None):
+    """The service for a CLI command: local llama.cpp, or a remote OpenAI-compatible server."""
+    from lift_sys.inference.runtime import service_from_settings
+    from lift_sys.inference.settings import Settings
 
+    overrides: dict = {"grammar_backend": grammar_backend}
+    if model:
+        overrides["model"] = model
+    if engine_url:
+        overrides.update(engine="openai", engine_url=engine_url, engine_model=engine_model)
+    settings = Settings(**overrides)
     progress, update = _assembly_progress()
     try:
-        with _status(f"loading {model or 'the default model'}"):
-            return local_service(model, grammar_backend=grammar_backend, progress=update)
+        with _status(f"loading {model or 'the default model'}" if not engine_url else f"connecting to {engine_url}"):
+            return service_from_settings(settings, progress=update)
     finally:
         if progress is not None and progress.live.is_started:
             progress.stop()
@@ -106,12 +114,14 @@ def ir(
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed (with --temperature > 0)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the IR to this file."),
     json_stats: bool = typer.Option(False, "--json-stats", help="Stats as one JSON line on stderr."),
+    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server (SGLang, vLLM, lift-sys serve) instead of the local model."),
+    engine_model: Optional[str] = typer.Option(None, "--engine-model", help="Model name to ask that server for."),
 ) -> None:
     """Generate the IR (a JSON spec of the function) for TEXT and print it to stdout."""
     from lift_sys.inference.service import GenerateOptions
 
     try:
-        service = _service(model, grammar_backend)
+        service = _service(model, grammar_backend, engine_url, engine_model)
         options = GenerateOptions(max_tokens=max_tokens, temperature=temperature, seed=seed, grammar_backend=grammar_backend)
         n = [0]
 
@@ -139,6 +149,114 @@ def ir(
         sys.stderr.write(json.dumps(stats) + "\n")
     else:
         err.print(_stats_line(stats), soft_wrap=True, markup=False)
+
+
+@app.command()
+def code(
+    ir_file: str = typer.Argument(..., help="IR JSON file (as written by `lift-sys ir -o`), or - for stdin."),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    max_tokens: int = typer.Option(800, "--max-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", "-t"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    json_stats: bool = typer.Option(False, "--json-stats", help="Stats as one JSON line on stderr."),
+    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
+) -> None:
+    """Generate the Python function for an IR; print the code, checks and stats on stderr."""
+    from lift_sys.inference.service import GenerateOptions
+    from lift_sys.ir.models import IRSpec
+
+    try:
+        raw = sys.stdin.read() if ir_file == "-" else Path(ir_file).read_text()
+        doc = json.loads(raw)
+        spec = IRSpec.model_validate({k: v for k, v in doc.items() if k != "metadata"})
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read an IR from {ir_file}: {exc}") from None
+    try:
+        service = _service(model, "llguidance", engine_url)
+        with _status("generating code"):
+            result = service.generate_code(spec, GenerateOptions(max_tokens=max_tokens, temperature=temperature, seed=seed))
+    except TruncatedOutput as exc:
+        err.print(f"partial output: {exc.partial_text}", soft_wrap=True, markup=False)
+        raise _fail(exc) from None
+    except LiftError as exc:
+        raise _fail(exc) from None
+    sys.stdout.write(result.code)
+    sys.stdout.flush()
+    for c in result.checks:
+        mark = "[green]ok[/]" if c.passed else "[red]FAIL[/]"
+        err.print(f"{mark} {c.name} {c.detail}", soft_wrap=True)
+    stats = result.generation.stats()
+    if json_stats:
+        sys.stderr.write(json.dumps({**stats, "checks_ok": result.ok}) + "\n")
+    else:
+        err.print(_stats_line(stats), soft_wrap=True, markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1 / LIFT_HOST)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 8000 / LIFT_PORT)."),
+    reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="local (llama.cpp, default) or openai (a remote OpenAI-compatible server)."),
+    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="URL of the remote server (with --engine openai)."),
+    engine_model: Optional[str] = typer.Option(None, "--engine-model", help="Model name on the remote server."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Local model (see `lift-sys models`)."),
+    grammar_backend: Optional[str] = typer.Option(None, "--grammar-backend", "-g"),
+) -> None:
+    """Serve the HTTP API (/v1/ir, /v1/code, /v1/generate, /v1/chat/completions, /metrics, /docs)."""
+    import os
+
+    import uvicorn
+
+    from lift_sys.inference.settings import Settings
+
+    # Options become LIFT_* variables so a --reload worker process sees the same settings.
+    for key, value in {"host": host, "port": port, "engine": engine or ("openai" if engine_url else None),
+                       "engine_url": engine_url, "engine_model": engine_model, "model": model,
+                       "grammar_backend": grammar_backend}.items():
+        if value is not None:
+            os.environ[f"LIFT_{key.upper()}"] = str(value)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise _fail(f"bad settings: {exc}") from None
+    err.print(f"lift-sys serving on http://{settings.host}:{settings.port}  (docs: /docs)")
+    if reload:
+        uvicorn.run("lift_sys.inference.server:app_from_env", factory=True, host=settings.host, port=settings.port, reload=True)
+        return
+    from lift_sys.inference.runtime import service_from_settings
+    from lift_sys.inference.server import asgi
+
+    try:
+        with _status("loading model"):
+            service = service_from_settings(settings)
+    except LiftError as exc:
+        raise _fail(exc) from None
+    uvicorn.run(asgi(service, settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def config(json_out: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
+    """Show the settings in effect (from LIFT_* environment variables)."""
+    from lift_sys.inference.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise _fail(f"bad settings: {exc}") from None
+    values = settings.public()
+    if json_out:
+        sys.stdout.write(json.dumps(values, indent=2) + "\n")
+        return
+    table = Table(title="lift-sys settings (env LIFT_<NAME>)")
+    table.add_column("name")
+    table.add_column("value")
+    table.add_column("meaning")
+    for name, field in Settings.model_fields.items():
+        table.add_row(name, repr(values[name]), field.description or "")
+    out.print(table)
 
 
 @app.command()

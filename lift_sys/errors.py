@@ -90,8 +90,8 @@ class TruncatedOutput(LiftError):
 
     def __init__(self, partial_text: str, max_tokens: int, completion_tokens: int) -> None:
         super().__init__(
-            f"output truncated at max_tokens={max_tokens} before the JSON was complete; "
-            "raise --max-tokens",
+            f"output truncated at max_tokens={max_tokens} before the output was complete; "
+            "raise max_tokens (--max-tokens)",
             detail={
                 "partial_text": partial_text,
                 "max_tokens": max_tokens,
@@ -130,3 +130,25 @@ class Cancelled(LiftError):
     """The caller went away; generation stopped early."""
 
     kind = "cancelled"
+
+
+class Overloaded(LiftError):
+    """Too many requests are waiting for the model; retry later."""
+
+    kind = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, detail={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+
+class Unauthorized(LiftError):
+    """Missing or wrong API key."""
+
+    kind = "unauthorized"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body exceeds the server's limit."""
+
+    kind = "payload_too_large"

@@ -12,6 +12,7 @@ from lift_sys.errors import ModelNotAvailable
 from lift_sys.inference.engines.llamacpp import LlamaCppEngine
 from lift_sys.inference.models import ProgressFn, ensure_model, get_model
 from lift_sys.inference.service import InferenceService
+from lift_sys.inference.settings import Settings
 
 _engines: dict[tuple[str, int], LlamaCppEngine] = {}
 _lock = threading.Lock()
@@ -43,3 +44,20 @@ def local_service(
     progress: ProgressFn | None = None,
 ) -> InferenceService:
     return InferenceService(local_engine(model, n_ctx=n_ctx, progress=progress), default_backend=grammar_backend)
+
+
+def service_from_settings(settings: "Settings", progress: ProgressFn | None = None) -> InferenceService:
+    """The service a server/Modal container runs, as the LIFT_* settings describe it."""
+    if settings.engine == "openai":
+        from lift_sys.inference.engines.openai_http import OpenAIHTTPEngine
+
+        if not settings.engine_url:
+            from lift_sys.errors import InvalidRequest
+
+            raise InvalidRequest("engine=openai needs an engine URL (--engine-url / LIFT_ENGINE_URL)")
+        key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
+        engine = OpenAIHTTPEngine(settings.engine_url, model=settings.engine_model, api_key=key)
+        return InferenceService(engine, default_backend=settings.grammar_backend, compile_timeout_s=settings.compile_timeout_s)
+    service = local_service(settings.model, grammar_backend=settings.grammar_backend, n_ctx=settings.n_ctx, progress=progress)
+    service.grammar_cache.compile_timeout_s = settings.compile_timeout_s
+    return service

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lift_sys import __version__
-from lift_sys.errors import InvalidRequest, OutputValidationError, TruncatedOutput
+from lift_sys.codegen.check import CodeCheck, check_code_against_ir
+from lift_sys.codegen.prompt import CODE_SCHEMA, code_messages
+from lift_sys.errors import Cancelled, InvalidRequest, OutputValidationError, TruncatedOutput
 from lift_sys.inference.engines.base import (
     CancelToken,
     ChatMessage,
@@ -94,6 +96,20 @@ class IRResult:
     ir: IR
     checks: list[IRCheck]
     generation: GenerationResult
+
+
+@dataclass
+class CodeResult:
+    """Generated code for an IR plus its static checks against the IR."""
+
+    code: str
+    language: str
+    checks: list[CodeCheck]
+    generation: GenerationResult
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
 
 
 @dataclass
@@ -185,8 +201,12 @@ class InferenceService:
                 compile_cache_hit=bool(constraint and constraint.compiled and constraint.compiled.cache_hit),
             )
             self._count(result)
+            if completion.finish_reason == "cancelled":
+                raise Cancelled("the client went away; generation stopped")
             if spec is not None and completion.finish_reason == "length":
-                raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens)
+                exc = TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens)
+                exc.result = result  # fronts with "length" semantics (OpenAI API) still need usage
+                raise exc
             if spec is not None and spec.kind == "json_schema" and completion.finish_reason == "stop":
                 try:
                     result.json = json.loads(completion.text)
@@ -224,6 +244,22 @@ class InferenceService:
             grammar_backend=result.grammar_backend or "",
         )
         return IRResult(ir=ir, checks=check_ir(spec), generation=result)
+
+    def generate_code(
+        self,
+        ir: IRSpec,
+        options: GenerateOptions = GenerateOptions(),
+        *,
+        feedback: str | None = None,
+        on_text: OnText | None = None,
+        cancel: CancelToken | None = None,
+    ) -> CodeResult:
+        """IR -> Python source of its function, constrained to ``{"code": ...}`` and statically checked."""
+        result = self.generate(
+            code_messages(ir, feedback), CODE_SCHEMA, options, on_text=on_text, cancel=cancel
+        )
+        code = str(result.json["code"]).strip("\n") + "\n"
+        return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
 
     # ------------------------------------------------------------------ status
 

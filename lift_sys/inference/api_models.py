@@ -1,0 +1,145 @@
+"""Request/response models of the HTTP API (they document every field on /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Backend = Literal["llguidance", "xgrammar"]
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens in the rendered prompt")
+    completion_tokens: int = Field(description="Tokens generated (including grammar-forced ones)")
+
+
+class TimingsOut(BaseModel):
+    queue_ms: float = Field(description="Waiting for the model")
+    compile_ms: float = Field(description="Grammar lint + compile (near 0 on a cache hit)")
+    ttft_ms: float = Field(description="Engine start to first generated token")
+    decode_ms: float = Field(description="First to last generated token")
+    total_ms: float = Field(description="Whole request inside the server")
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="Stable error kind, e.g. unsupported_schema, truncated_output")
+    message: str = Field(description="One line a person can act on")
+    detail: Optional[dict[str, Any]] = Field(None, description="Structured facts: keyword/pointer, partial_text, limits")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class IRRequest(_Req):
+    prompt: str = Field(min_length=1, description="The request in plain English", examples=["a function that reverses a string"])
+    max_tokens: Optional[int] = Field(None, ge=1, description="Generation budget; output cut by it is a 422 truncated_output")
+    temperature: float = Field(0.0, ge=0, le=5, description="0 = greedy (deterministic)")
+    seed: Optional[int] = Field(None, description="Sampling seed (temperature > 0)")
+    grammar_backend: Optional[Backend] = Field(None, description="Constraint engine; default: the server's")
+
+
+class IRResponse(BaseModel):
+    ir: dict[str, Any] = Field(description="The IR document (see lift_sys.ir.IR)")
+    checks: list[str] = Field(description="Semantic findings the schema cannot express (warnings)")
+    usage: Usage
+    timings: TimingsOut
+    finish_reason: str
+    model: str
+
+
+class CodeRequest(_Req):
+    ir: dict[str, Any] = Field(description="An IR document (as returned by /v1/ir, metadata optional)")
+    max_tokens: Optional[int] = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0, le=5)
+    seed: Optional[int] = None
+
+
+class CodeCheckOut(BaseModel):
+    name: str = Field(description="parses | defines_function | signature_matches")
+    passed: bool
+    detail: str = ""
+
+
+class CodeResponse(BaseModel):
+    code: str = Field(description="Python source of the IR's function")
+    language: str
+    checks: list[CodeCheckOut] = Field(description="Static checks against the IR: parses, name, parameters in order")
+    ok: bool = Field(description="All checks passed")
+    usage: Usage
+    timings: TimingsOut
+    finish_reason: str
+    model: str
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateRequest(_Req):
+    prompt: Optional[str] = Field(None, description="A single user message (or give messages)")
+    messages: Optional[list[Message]] = Field(None, description="Chat messages (or give prompt)")
+    json_schema: Optional[dict[str, Any]] = Field(None, description="Constrain to this JSON Schema")
+    regex: Optional[str] = Field(None, description="Constrain to this regular expression")
+    lark: Optional[str] = Field(None, description="Constrain to this Lark grammar (llguidance only)")
+    max_tokens: Optional[int] = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0, le=5)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: Optional[int] = None
+    grammar_backend: Optional[Backend] = None
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    json_: Optional[Any] = Field(None, alias="json", description="Parsed output when json_schema was given")
+    usage: Usage
+    timings: TimingsOut
+    finish_reason: str
+    model: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# ---- OpenAI-compatible chat completions
+
+
+class JsonSchemaFormat(BaseModel):
+    name: str = "response"
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: Optional[bool] = None
+    description: Optional[str] = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: Optional[JsonSchemaFormat] = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model: Optional[str] = Field(None, description="Ignored beyond echo: the server serves one model")
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=5)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: Optional[int] = None
+    n: int = Field(1, ge=1, le=1, description="Only 1 is supported")
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    response_format: Optional[ResponseFormat] = None
+    regex: Optional[str] = Field(None, description="Extension (as in SGLang): constrain to a regex")
+    stop: Optional[Any] = Field(None, description="Not supported: must be null")
+
+    model_config = ConfigDict(extra="ignore")

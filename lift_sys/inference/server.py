@@ -1,0 +1,468 @@
+"""FastAPI app over the one service: ``lift-sys serve`` locally, ``@modal.asgi_app`` on Modal.
+
+Request path: ASGI middlewares (body size, API key, metrics) -> endpoint ->
+bounded :class:`GenerationQueue` -> worker thread -> service -> engine.
+The event loop only parses, queues and awaits; it never runs the model, so
+``/health`` answers in microseconds while generations run. While a request
+waits, the endpoint watches its connection: a client that leaves cancels
+its job (removed from the queue, or stopped within a token by the decode
+loop's cancel check).
+
+Errors are ``{"error": {"type", "message", "detail"}}`` with a status that
+means something (see ``STATUS``); a 200 never carries an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lift_sys import __version__, errors
+from lift_sys.inference import api_models as m
+from lift_sys.inference.engines.base import CancelToken
+from lift_sys.inference.grammar import GrammarSpec
+from lift_sys.inference.metrics import Metrics
+from lift_sys.inference.service import GenerateOptions, GenerationResult, InferenceService
+from lift_sys.inference.settings import Settings
+from lift_sys.inference.worker import GenerationQueue
+from lift_sys.ir.models import IRSpec
+
+STATUS: list[tuple[type[errors.LiftError], int]] = [
+    (errors.PayloadTooLarge, 413),
+    (errors.PromptTooLong, 413),
+    (errors.InvalidRequest, 400),  # incl. unsupported_schema, grammar compile error/timeout
+    (errors.Unauthorized, 401),
+    (errors.TruncatedOutput, 422),
+    (errors.Overloaded, 429),
+    (errors.Cancelled, 499),
+    (errors.ModelNotAvailable, 503),
+    (errors.EngineError, 502),
+    (errors.ModelIntegrityError, 500),
+    (errors.OutputValidationError, 500),
+]
+
+
+def status_for(exc: errors.LiftError) -> int:
+    for cls, code in STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+def error_response(exc: errors.LiftError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, errors.Overloaded):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, errors.Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": exc.to_dict()}, status_code=status_for(exc), headers=headers)
+
+
+# --------------------------------------------------------------------------- ASGI middlewares
+
+
+async def _send_error(send: Send, exc: errors.LiftError) -> None:
+    resp = error_response(exc)
+    await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
+    await send({"type": "http.response.body", "body": resp.body})
+
+
+class GuardMiddleware:
+    """Body-size limit and optional API key, as plain ASGI (keeps disconnect detection intact)."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, api_key: str | None, open_paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.api_key = api_key.encode() if api_key else None
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.api_key is not None and scope["path"] not in self.open_paths:
+            auth = headers.get(b"authorization", b"")
+            scheme, _, token = auth.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
+                return await _send_error(send, errors.Unauthorized("missing or wrong API key (Authorization: Bearer …)"))
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return await _send_error(
+                send, errors.PayloadTooLarge(f"request body is {int(length)} bytes; the limit is {self.max_body}")
+            )
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise errors.PayloadTooLarge(f"request body exceeds the limit of {self.max_body} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class MetricsMiddleware:
+    """Counts requests by endpoint and status, and their latency."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.observe_request(scope["path"], status[0], time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- app
+
+
+def _timings(result: GenerationResult, queue_ms: float, t_start: float) -> m.TimingsOut:
+    t = result.completion.timings
+    return m.TimingsOut(
+        queue_ms=round(queue_ms, 3),
+        compile_ms=round(t.compile_ms, 3),
+        ttft_ms=round(t.ttft_ms, 3),
+        decode_ms=round(t.decode_ms, 3),
+        total_ms=round((time.perf_counter() - t_start) * 1000, 3),
+    )
+
+
+def _usage(result: GenerationResult) -> m.Usage:
+    return m.Usage(prompt_tokens=result.completion.prompt_tokens, completion_tokens=result.completion.completion_tokens)
+
+
+def create_app(service: InferenceService, settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
+    """The HTTP app over ``service`` (which already holds a loaded engine)."""
+    settings = settings or Settings()
+    started = time.time()
+    metrics = Metrics()
+    n_workers = workers or (1 if service.engine.vocabulary() is not None else 8)
+    jobs = GenerationQueue(max_waiting=settings.max_queue, workers=n_workers)
+    metrics.bind(queue_depth=lambda: jobs.depth, service=service)
+    engine_info = service.engine.info()
+    default_max = min(settings.max_tokens_default, service.engine.context_length - 1)
+
+    app = FastAPI(
+        title="lift-sys inference",
+        version=__version__,
+        description="Natural language -> IR -> code with schema-constrained decoding. "
+        "Errors are {error: {type, message, detail}} with meaningful status codes.",
+        responses={
+            400: {"model": m.ErrorResponse, "description": "Invalid request / unsupported schema keyword"},
+            401: {"model": m.ErrorResponse, "description": "Missing or wrong API key"},
+            413: {"model": m.ErrorResponse, "description": "Prompt over the context limit / body too large"},
+            422: {"model": m.ErrorResponse, "description": "Output truncated at max_tokens (partial text in detail)"},
+            429: {"model": m.ErrorResponse, "description": "Queue full; see Retry-After"},
+        },
+    )
+    app.state.service = service
+    app.state.jobs = jobs
+    app.state.metrics = metrics
+
+    @app.exception_handler(errors.LiftError)
+    async def _lift_error(_: Request, exc: errors.LiftError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = "/".join(str(p) for p in first.get("loc", ()) if p != "body")
+        msg = f"invalid request: {where}: {first.get('msg', 'invalid')}" if where else f"invalid request: {first.get('msg')}"
+        return error_response(errors.InvalidRequest(msg, detail={"errors": json.loads(json.dumps(exc.errors(), default=str))}))
+
+    async def run(request: Request, fn: Callable[[CancelToken, float], Any]) -> Any:
+        """Queue ``fn`` for a worker; cancel it if the client disconnects while waiting."""
+        cancel = CancelToken()
+        fut = jobs.submit(lambda queue_ms: fn(cancel, queue_ms))
+        afut = asyncio.wrap_future(fut)
+        while True:
+            done, _ = await asyncio.wait({afut}, timeout=0.05)
+            if done:
+                return afut.result()
+            if await request.is_disconnected():
+                cancel.cancel()
+                fut.cancel()
+                metrics.cancelled.inc()
+                raise errors.Cancelled("client disconnected")
+
+    def options(max_tokens: int | None, temperature: float, seed: int | None, backend: str | None = None, top_p: float = 1.0) -> GenerateOptions:
+        limit = service.engine.context_length - 1
+        mt = max_tokens or default_max
+        if mt > limit:
+            raise errors.InvalidRequest(f"max_tokens={mt} exceeds the model's context length ({limit + 1})")
+        return GenerateOptions(max_tokens=mt, temperature=temperature, top_p=top_p, seed=seed, grammar_backend=backend)
+
+    # ------------------------------------------------------------------ endpoints
+
+    @app.get("/health", summary="Liveness/readiness; never waits on the model")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "ready": True,
+            "model": engine_info.get("model"),
+            "engine": engine_info.get("engine"),
+            "grammar_backend": service.default_backend,
+            "version": __version__,
+            "uptime_s": round(time.time() - started, 3),
+            "queue_depth": jobs.depth,
+        }
+
+    @app.post("/v1/ir", response_model=m.IRResponse, summary="Natural language -> IR")
+    async def v1_ir(body: m.IRRequest, request: Request) -> m.IRResponse:
+        t0 = time.perf_counter()
+        opts = options(body.max_tokens, body.temperature, body.seed, body.grammar_backend)
+
+        def job(cancel: CancelToken, queue_ms: float):
+            return service.generate_ir(body.prompt, opts, cancel=cancel), queue_ms
+
+        result, queue_ms = await run(request, job)
+        gen = result.generation
+        metrics.observe_generation(gen, queue_ms)
+        return m.IRResponse(
+            ir=result.ir.model_dump(mode="json"),
+            checks=[str(c) for c in result.checks],
+            usage=_usage(gen),
+            timings=_timings(gen, queue_ms, t0),
+            finish_reason=gen.finish_reason,
+            model=gen.completion.model or engine_info.get("model", ""),
+        )
+
+    @app.post("/v1/code", response_model=m.CodeResponse, summary="IR -> Python function (statically checked)")
+    async def v1_code(body: m.CodeRequest, request: Request) -> m.CodeResponse:
+        t0 = time.perf_counter()
+        try:
+            doc = {k: v for k, v in body.ir.items() if k != "metadata"}
+            ir = IRSpec.model_validate(doc)
+        except ValueError as exc:
+            raise errors.InvalidRequest(f"ir is not a valid IR: {exc}") from None
+        opts = options(body.max_tokens, body.temperature, body.seed)
+
+        def job(cancel: CancelToken, queue_ms: float):
+            return service.generate_code(ir, opts, cancel=cancel), queue_ms
+
+        result, queue_ms = await run(request, job)
+        gen = result.generation
+        metrics.observe_generation(gen, queue_ms)
+        return m.CodeResponse(
+            code=result.code,
+            language=result.language,
+            checks=[m.CodeCheckOut(**c.to_dict()) for c in result.checks],
+            ok=result.ok,
+            usage=_usage(gen),
+            timings=_timings(gen, queue_ms, t0),
+            finish_reason=gen.finish_reason,
+            model=gen.completion.model or engine_info.get("model", ""),
+        )
+
+    def _grammar(json_schema: Any, regex: str | None, lark: str | None) -> GrammarSpec | None:
+        given = [(k, v) for k, v in (("json_schema", json_schema), ("regex", regex), ("lark", lark)) if v is not None]
+        if len(given) > 1:
+            raise errors.InvalidRequest(f"give one constraint, not {' and '.join(k for k, _ in given)}")
+        if not given:
+            return None
+        kind, source = given[0]
+        if kind == "json_schema" and not isinstance(source, dict):
+            raise errors.InvalidRequest("json_schema must be a JSON object")
+        return GrammarSpec(kind, source)  # type: ignore[arg-type]
+
+    @app.post("/v1/generate", response_model=m.GenerateResponse, response_model_by_alias=True,
+              summary="Generic constrained generation (JSON Schema, regex or Lark)")
+    async def v1_generate(body: m.GenerateRequest, request: Request) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        if (body.prompt is None) == (body.messages is None):
+            raise errors.InvalidRequest("give exactly one of prompt or messages")
+        grammar = _grammar(body.json_schema, body.regex, body.lark)
+        if grammar is None:
+            raise errors.InvalidRequest("give a constraint: json_schema, regex or lark (use /v1/chat/completions for free text)")
+        messages = body.prompt if body.prompt is not None else [msg.model_dump() for msg in body.messages or []]
+        opts = options(body.max_tokens, body.temperature, body.seed, body.grammar_backend, body.top_p)
+
+        def job(cancel: CancelToken, queue_ms: float):
+            return service.generate(messages, grammar, opts, cancel=cancel), queue_ms
+
+        gen, queue_ms = await run(request, job)
+        metrics.observe_generation(gen, queue_ms)
+        return {
+            "text": gen.text,
+            "json": gen.json,
+            "usage": _usage(gen).model_dump(),
+            "timings": _timings(gen, queue_ms, t0).model_dump(),
+            "finish_reason": gen.finish_reason,
+            "model": gen.completion.model or engine_info.get("model", ""),
+        }
+
+    @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completions (json_schema, json_object, stream)")
+    async def chat_completions(body: m.ChatCompletionRequest, request: Request):
+        if body.stop not in (None, [], ""):
+            raise errors.InvalidRequest("stop sequences are not supported; use response_format or regex to bound output")
+        grammar: GrammarSpec | None = None
+        rf = body.response_format
+        if rf is not None and rf.type == "json_schema":
+            if rf.json_schema is None or not rf.json_schema.schema_:
+                raise errors.InvalidRequest("response_format.json_schema.schema is required")
+            grammar = GrammarSpec.json_schema(rf.json_schema.schema_)
+        elif rf is not None and rf.type == "json_object":
+            grammar = GrammarSpec.json_schema({"type": "object"})
+        if body.regex is not None:
+            if grammar is not None:
+                raise errors.InvalidRequest("give response_format or regex, not both")
+            grammar = GrammarSpec("regex", body.regex)
+        opts = options(body.max_completion_tokens or body.max_tokens, body.temperature, body.seed, None, body.top_p)
+        messages = [msg.model_dump() for msg in body.messages]
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        model_name = engine_info.get("model", "")
+        if body.stream:
+            return await _stream_chat(request, messages, grammar, opts, cid, created, model_name,
+                                      bool(body.stream_options and body.stream_options.include_usage))
+
+        def job(cancel: CancelToken, queue_ms: float):
+            try:
+                return service.generate(messages, grammar, opts, cancel=cancel), queue_ms
+            except errors.TruncatedOutput as exc:  # OpenAI semantics: 200 with finish_reason "length"
+                return exc.result, queue_ms  # type: ignore[attr-defined]
+
+        gen, queue_ms = await run(request, job)
+        metrics.observe_generation(gen, queue_ms)
+        usage = _usage(gen)
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": gen.text},
+                    "finish_reason": gen.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {**usage.model_dump(), "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+        }
+
+    async def _stream_chat(request: Request, messages, grammar, opts, cid, created, model_name, include_usage):
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        cancel = CancelToken()
+
+        def on_text(piece: str) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, ("text", piece))
+
+        def job(queue_ms: float):
+            try:
+                try:
+                    gen = service.generate(messages, grammar, opts, on_text=on_text, cancel=cancel)
+                except errors.TruncatedOutput as exc:
+                    gen = exc.result  # type: ignore[attr-defined]
+                loop.call_soon_threadsafe(events.put_nowait, ("done", (gen, queue_ms)))
+            except BaseException as exc:  # noqa: BLE001
+                loop.call_soon_threadsafe(events.put_nowait, ("error", exc))
+
+        fut = jobs.submit(job)
+
+        # Wait for the first event so that errors raised before any output
+        # (schema, compile, context) still get a real status code.
+        first = await events.get()
+        if first[0] == "error":
+            exc = first[1]
+            if isinstance(exc, errors.LiftError):
+                return error_response(exc)
+            raise exc
+
+        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
+            body = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model_name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if usage is None else [],
+            }
+            if usage is not None:
+                body["usage"] = usage
+            return f"data: {json.dumps(body)}\n\n"
+
+        async def gen_events() -> AsyncIterator[str]:
+            event = first
+            yield chunk({"role": "assistant", "content": ""})
+            try:
+                while True:
+                    kind, payload = event
+                    if kind == "text":
+                        yield chunk({"content": payload})
+                    elif kind == "done":
+                        gen, queue_ms = payload
+                        metrics.observe_generation(gen, queue_ms)
+                        yield chunk({}, finish=gen.finish_reason)
+                        if include_usage:
+                            u = _usage(gen).model_dump()
+                            yield chunk({}, usage={**u, "total_tokens": u["prompt_tokens"] + u["completion_tokens"]})
+                        break
+                    else:
+                        err = payload.to_dict() if isinstance(payload, errors.LiftError) else {"type": "internal", "message": str(payload)}
+                        yield f"data: {json.dumps({'error': err})}\n\n"
+                        break
+                    event = await events.get()
+                yield "data: [DONE]\n\n"
+            finally:
+                if not fut.done():  # client went away mid-stream
+                    cancel.cancel()
+                    fut.cancel()
+                    metrics.cancelled.inc()
+
+        return StreamingResponse(gen_events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        body, content_type = metrics.render()
+        return PlainTextResponse(body, media_type=content_type)
+
+    @app.get("/v1/models", summary="OpenAI-compatible model list")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": engine_info.get("model"), "object": "model", "owned_by": "lift-sys"}]}
+
+    wrapped = MetricsMiddleware(
+        GuardMiddleware(app, max_body=settings.max_body_bytes,
+                        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+                        open_paths=("/health",)),
+        metrics,
+    )
+    app.state.asgi = wrapped
+    return app
+
+
+def asgi(service: InferenceService, settings: Settings | None = None, **kw: Any) -> ASGIApp:
+    """The full ASGI stack (middlewares + app) to hand to uvicorn or Modal."""
+    return create_app(service, settings, **kw).state.asgi
+
+
+def app_from_env() -> ASGIApp:
+    """uvicorn factory (``lift-sys serve --reload``): builds everything from LIFT_* settings."""
+    from lift_sys.inference.runtime import service_from_settings
+
+    settings = Settings()
+    return asgi(service_from_settings(settings), settings)

@@ -238,6 +238,24 @@ def serve(
 
 
 @app.command()
+def e2e(
+    url: str = typer.Option(..., "--url", help="Base URL of the deployment, e.g. http://127.0.0.1:8000 or https://…modal.run"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LIFT_API_KEY", help="Bearer key, if the server needs one."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON ('-' = stdout)."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Parallel IR requests after the first (cold) one."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Per-request timeout, longer than a GPU cold start."),
+) -> None:
+    """Check every endpoint of a running server, validate outputs, measure latency; non-zero exit on any failure."""
+    from lift_sys.e2e import print_report, run_e2e
+
+    report = run_e2e(url, api_key=api_key, concurrency=concurrency, timeout_s=timeout)
+    print_report(report, err if str(json_path) == "-" else out)
+    _emit_json(report.to_dict(), json_path)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def config(json_out: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
     """Show the settings in effect (from LIFT_* environment variables)."""
     from lift_sys.inference.settings import Settings

@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks: print a table, write JSON with --json.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+modal_app_cli = typer.Typer(help="The Modal deployment: plan GPUs and settings before `modal deploy`.", no_args_is_help=True)
+app.add_typer(modal_app_cli, name="modal")
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -310,6 +312,90 @@ def models(json_out: bool = typer.Option(False, "--json", help="Machine-readable
     out.print(table)
 
 
+@modal_app_cli.command("plan")
+def modal_plan(
+    model: Optional[str] = typer.Option(None, "--model", help="Registry model (default: LIFT_MODAL_MODEL or qwen3-coder-30b-a3b-instruct)."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="Comma-separated GPU fallback list, e.g. H100,A100-80GB."),
+    context: Optional[int] = typer.Option(None, "--context", help="SGLang context length."),
+    max_inputs: Optional[int] = typer.Option(None, "--max-inputs", help="Concurrent requests per container."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Weights dtype to size for (bf16, fp8)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable."),
+) -> None:
+    """Show the Modal deployment's settings and whether each GPU can hold the model (and why)."""
+    from lift_sys.inference.gpu import GPU_MEMORY_GB, GPUSizingError, memory_need, plan_gpus
+    from lift_sys.inference.models import get_model
+    from lift_sys.inference.settings import ModalSettings
+
+    overrides = {k: v for k, v in {"model": model, "gpus": gpu, "context_length": context,
+                                   "max_inputs": max_inputs, "dtype": dtype}.items() if v is not None}
+    try:
+        settings = ModalSettings(**overrides)
+        spec = get_model(settings.model)
+        plan = plan_gpus(spec, settings.gpu_list(), context=settings.context_length, concurrency=settings.max_inputs,
+                         mem_fraction=settings.mem_fraction, dtype=settings.dtype)
+        result = {"settings": settings.model_dump(), "plan": plan.to_dict(), "ok": True}
+    except GPUSizingError as exc:
+        result = {"settings": settings.model_dump(), "plan": exc.detail, "ok": False, "error": exc.message}
+    except (LiftError, ValueError) as exc:
+        raise _fail(exc if isinstance(exc, LiftError) else str(exc)) from None
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        p = result["plan"]
+        need = p["need_gb"]
+        out.print(f"[bold]{p['model']}[/] ({p['dtype']}): weights {need['weights']} GB + KV cache {need['kv_cache']} GB "
+                  f"(context {p['context']}, {p['concurrency']} concurrent) + overhead {need['overhead']} GB = {need['total']} GB")
+        table = Table(title="GPU fallback list (tried in order)")
+        for col in ("gpu", "memory", "verdict"):
+            table.add_column(col)
+        for g in settings.gpu_list():
+            mem = GPU_MEMORY_GB.get(g.partition(":")[0], 0)
+            verdict = "[green]fits[/]" if g in p["accepted"] else f"[red]refused[/]: {p['rejected'].get(g, '')}"
+            table.add_row(g, f"{mem:.0f} GB", verdict)
+        out.print(table)
+        st = Table(title="settings (env LIFT_MODAL_<NAME>)")
+        st.add_column("name")
+        st.add_column("value")
+        for k, v in result["settings"].items():
+            st.add_row(k, repr(v))
+        out.print(st)
+    if not result["ok"]:
+        raise _fail(result["error"])
+
+
+@app.command()
+def cost(
+    gpu: str = typer.Option("H100", "--gpu", help="Modal GPU type."),
+    latency_s: float = typer.Option(3.0, "--latency-s", help="GPU seconds per request."),
+    requests_per_day: float = typer.Option(5000, "--requests-per-day"),
+    scaledown: float = typer.Option(300, "--scaledown", help="Seconds a container stays warm after a request."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Requests served at once per container (shares GPU time)."),
+    price: Optional[float] = typer.Option(None, "--price", help="USD per GPU-hour (default: the dated table)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Estimate per-request, idle and monthly cost of the scale-to-zero Modal deployment."""
+    from dataclasses import asdict
+
+    from lift_sys.inference.gpu import PRICES_AS_OF, estimate_cost
+
+    try:
+        est = estimate_cost(gpu, latency_s=latency_s, requests_per_day=requests_per_day, scaledown_s=scaledown,
+                            price_per_hour=price, concurrency=concurrency)
+    except LiftError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        sys.stdout.write(json.dumps({**asdict(est), "prices_as_of": PRICES_AS_OF}, indent=2) + "\n")
+        return
+    src = "your --price" if price is not None else f"Modal list price, {PRICES_AS_OF}"
+    out.print(f"{gpu} at ${est.price_per_hour:.2f}/h ({src})")
+    out.print(f"  per request:      ${est.per_request_usd:.5f}  ({latency_s:g} s of GPU)")
+    out.print(f"  busy per day:     {est.busy_hours_per_day:.2f} h")
+    out.print(f"  warm idle per day:{est.warm_idle_hours_per_day:6.2f} h  -> ${est.idle_daily_usd:.2f}/day idle cost "
+              f"(scaledown {scaledown:g} s)")
+    out.print(f"  cold starts/day:  {est.cold_starts_per_day:.1f}")
+    out.print(f"  per day:          ${est.daily_usd:.2f}    per month (30 d): ${est.monthly_usd:,.2f}")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -332,6 +418,18 @@ def bench_decode(
         )
     except LiftError as exc:
         raise _fail(exc) from None
+    _emit_json(results, json_path)
+
+
+@bench_app.command("server")
+def bench_server(
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),
+    levels: str = typer.Option("1,4,20", "--levels", help="Concurrency levels of IR requests."),
+    health_clients: int = typer.Option(20, "--health-clients", help="Concurrent /health pollers during generations."),
+) -> None:
+    """Server: /health latency under load, per-request overhead, throughput at 1/4/20 concurrent IR requests."""
+    run = _bench_module("server").run_server_bench
+    results = run(levels=[int(x) for x in levels.split(",") if x], health_clients=health_clients, console=err)
     _emit_json(results, json_path)
 
 

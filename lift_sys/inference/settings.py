@@ -41,3 +41,42 @@ class Settings(BaseSettings):
                 value = "***" if getattr(self, name) is not None else None
             out[name] = value
         return out
+
+
+class ModalSettings(BaseSettings):
+    """The Modal deployment, from ``LIFT_MODAL_*`` variables of the *deploying* shell.
+
+    ``modal deploy`` imports the app module locally, reads these once, and
+    bakes them into the image's environment, so the containers see exactly
+    what ``lift-sys modal plan`` showed -- not whatever their own
+    environment happens to hold.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LIFT_MODAL_", extra="ignore")
+
+    app_name: str = Field("lift-sys-inference", description="Modal app name")
+    model: str = Field("qwen3-coder-30b-a3b-instruct", description="Registry model served by SGLang")
+    dtype: Optional[str] = Field(None, description="Weights dtype to size for (default: the model's first listed)")
+    gpus: str = Field("H100,A100-80GB", description="Ordered GPU fallback list (Modal names, comma-separated)")
+    grammar_backend: Literal["xgrammar", "llguidance"] = Field("xgrammar", description="SGLang --grammar-backend")
+    context_length: int = Field(32768, ge=1024, description="SGLang --context-length")
+    max_inputs: int = Field(20, ge=1, description="@modal.concurrent(max_inputs): requests per container")
+    scaledown_window: int = Field(300, ge=2, le=3600, description="Seconds a warm container waits before scaling to zero")
+    timeout: int = Field(600, ge=10, description="Per-input timeout (s)")
+    startup_timeout: int = Field(1200, ge=60, description="Container start (weights load + SGLang start) timeout (s)")
+    memory_snapshot: bool = Field(False, description="enable_memory_snapshot: snapshot CPU state after imports for faster cold starts")
+    mem_fraction: float = Field(0.88, gt=0.3, lt=0.98, description="SGLang --mem-fraction-static")
+    sglang_version: str = Field("0.5.23", description="Pinned SGLang release installed in the image")
+    engine: Literal["sglang", "local"] = Field("sglang", description="local = the embedded llama.cpp model instead of SGLang (offline tests)")
+    api_key_secret: Optional[str] = Field(None, description="Name of a Modal Secret holding LIFT_API_KEY for the web app")
+
+    def gpu_list(self) -> list[str]:
+        return [g.strip() for g in self.gpus.split(",") if g.strip()]
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as LIFT_MODAL_* variables (baked into the image)."""
+        out = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                out[f"LIFT_MODAL_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out

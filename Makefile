@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml $(PY)
 # torch first, alone: pinned to the CPU build so no resolver step can pull a CUDA one.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install --progress-bar off 'torch==2.13.0'
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --progress-bar off -e '.[model,xgrammar,dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --progress-bar off -e '.[model,xgrammar,dev,modal]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -38,7 +38,8 @@ test: install-test
 	$(PY) -m pytest -ra
 
 bench: install-test
-	$(VENV)/bin/lift-sys bench decode --json docs/bench/decode.json
+	$(VENV)/bin/lift-sys bench decode --reps 5 --json docs/bench/decode.json
+	$(VENV)/bin/lift-sys bench server --json docs/bench/server.json
 
 clean:
 	rm -rf $(VENV)

@@ -40,6 +40,29 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else 0.0
 
 
+def _server_health_quantiles(url: str) -> dict[str, float]:
+    """Server-side /health latency (ASGI in -> response out) from the Prometheus histogram.
+
+    Quantiles are bucket upper bounds: "p99 <= X ms".
+    """
+    text = httpx.get(url + "/metrics", timeout=10).text
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith('lift_request_seconds_bucket{endpoint="/health"'):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0.0
+
+    def q(p: float) -> float:
+        for bound, count in buckets:
+            if count >= p * total:
+                return bound * 1000
+        return float("inf")
+
+    return {"n": total, "p50_ms_le": q(0.5), "p99_ms_le": q(0.99)}
+
+
 def _free_port() -> int:
     import socket
 
@@ -131,6 +154,7 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
         httpx.post(url + "/v1/ir", json={"prompt": REQUESTS[0]}, timeout=900)
         console.print(f"[dim]health at {health_clients} clients (each every 100 ms) under load[/]")
         health = asyncio.run(_health_under_load(url, health_clients, 2))
+        health["server_side"] = _server_health_quantiles(url)
         rows, bodies = [], []
         for level in levels:
             console.print(f"[dim]{level} concurrent IR requests[/]")
@@ -165,6 +189,9 @@ def _print(result: dict[str, Any], console: Console) -> None:
         f"p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms ({h['samples']} samples); "
         f"decode meanwhile: {', '.join(f'{x:.1f}' for x in h['generation_tok_s'])} tok/s"
     )
+    ss = h["server_side"]
+    console.print(f"/health server-side (ASGI, from /metrics histogram): p50 <= {ss['p50_ms_le']:g} ms, "
+                  f"p99 <= {ss['p99_ms_le']:g} ms (n={ss['n']:.0f})")
     console.print(f"server overhead per IR request: p50 {o['p50']:.2f} ms, p99 {o['p99']:.2f} ms (n={o['n']})")
     t = Table(title="IR requests by concurrency")
     for col in ("concurrency", "ok", "wall s", "req/min", "tok/s", "latency p50 s", "latency max s"):

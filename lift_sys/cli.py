@@ -153,46 +153,127 @@ def ir(
         err.print(_stats_line(stats), soft_wrap=True, markup=False)
 
 
-@app.command()
-def code(
-    ir_file: str = typer.Argument(..., help="IR JSON file (as written by `lift-sys ir -o`), or - for stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    max_tokens: int = typer.Option(800, "--max-tokens"),
-    temperature: float = typer.Option(0.0, "--temperature", "-t"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    json_stats: bool = typer.Option(False, "--json-stats", help="Stats as one JSON line on stderr."),
-    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
-) -> None:
-    """Generate the Python function for an IR; print the code, checks and stats on stderr."""
-    from lift_sys.inference.service import GenerateOptions
+def _read_ir(ir_file: str):
     from lift_sys.ir.models import IRSpec
 
     try:
         raw = sys.stdin.read() if ir_file == "-" else Path(ir_file).read_text()
         doc = json.loads(raw)
-        spec = IRSpec.model_validate({k: v for k, v in doc.items() if k != "metadata"})
+        return IRSpec.model_validate({k: v for k, v in doc.items() if k != "metadata"})
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot read an IR from {ir_file}: {exc}") from None
+
+
+def _check_table(report) -> Table:
+    table = Table(title="verification" + (" [green]passed[/]" if report.verified else " [red]failed[/]"))
+    for col in ("check", "result", "evidence"):
+        table.add_column(col)
+    for c in report.checks:
+        mark = "[green]ok[/]" if c.passed else ("[yellow]ir[/]" if c.scope == "ir" else "[red]FAIL[/]")
+        table.add_row(c.name, mark, c.detail[:120])
+    return table
+
+
+def _print_attempt(attempt) -> None:
+    if attempt.report is None:
+        err.print(f"attempt {attempt.index + 1}: [red]{attempt.error}[/]", soft_wrap=True)
+    else:
+        r = attempt.report
+        verdict = "[green]verified[/]" if r.verified else f"[red]{len(r.failures())} check(s) failed[/]"
+        err.print(f"attempt {attempt.index + 1} (T={attempt.temperature:g}): {verdict} ({attempt.seconds:.1f} s)")
+
+
+def _emit_pipeline(result, ir_doc: dict | None, json_out: bool) -> None:
+    if json_out:
+        body = {"ir": ir_doc, "code": result.code,
+                "verification": result.report.to_dict() if result.report else None,
+                "attempts": [a.to_dict() for a in result.attempts]}
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+    else:
+        if result.code:
+            sys.stdout.write(result.code)
+            sys.stdout.flush()
+        if result.report is not None:
+            err.print(_check_table(result.report))
+    if not result.verified:
+        raise _fail("no candidate passed verification" + (f" in {len(result.attempts)} attempts" if result.attempts else ""))
+
+
+@app.command()
+def code(
+    ir_file: str = typer.Argument(..., help="IR JSON file (as written by `lift-sys ir -o`), or - for stdin."),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    max_tokens: int = typer.Option(800, "--max-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", "-t", help="First attempt; repairs raise it."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    attempts: int = typer.Option(3, "--attempts", help="Generate -> verify -> repair up to this many times."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object {ir, code, verification, attempts} on stdout."),
+    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
+) -> None:
+    """Generate the IR's Python function, verify it in a sandbox against the IR, repair on failure."""
+    from lift_sys.inference.service import GenerateOptions
+
+    spec = _read_ir(ir_file)
     try:
         service = _service(model, "llguidance", engine_url)
-        with _status("generating code"):
-            result = service.generate_code(spec, GenerateOptions(max_tokens=max_tokens, temperature=temperature, seed=seed))
+        with _status("generating and verifying code"):
+            result = service.generate_verified_code(
+                spec, GenerateOptions(max_tokens=max_tokens, temperature=temperature, seed=seed),
+                attempts=attempts, on_attempt=_print_attempt)
+    except LiftError as exc:
+        raise _fail(exc) from None
+    _emit_pipeline(result, spec.model_dump(mode="json"), json_out)
+
+
+@app.command()
+def pipeline(
+    text: str = typer.Argument(..., help="The request in plain English."),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    grammar_backend: str = typer.Option("llguidance", "--grammar-backend", "-g"),
+    attempts: int = typer.Option(3, "--attempts", help="Code attempts (generate -> verify -> repair)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object {ir, code, verification, attempts} on stdout."),
+    engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
+) -> None:
+    """Natural language -> IR -> verified code, in one go."""
+    from lift_sys.inference.service import GenerateOptions
+
+    try:
+        service = _service(model, grammar_backend, engine_url)
+        with _status("generating IR"):
+            ir_result = service.generate_ir(text, GenerateOptions(grammar_backend=grammar_backend))
+        err.print(f"IR: {ir_result.ir.signature.name}({', '.join(p.name for p in ir_result.ir.signature.parameters)}) "
+                  f"-> {ir_result.ir.signature.returns}")
+        with _status("generating and verifying code"):
+            result = service.generate_verified_code(ir_result.ir, GenerateOptions(max_tokens=800), attempts=attempts,
+                                                    on_attempt=_print_attempt)
     except TruncatedOutput as exc:
         err.print(f"partial output: {exc.partial_text}", soft_wrap=True, markup=False)
         raise _fail(exc) from None
     except LiftError as exc:
         raise _fail(exc) from None
-    sys.stdout.write(result.code)
-    sys.stdout.flush()
-    for c in result.checks:
-        mark = "[green]ok[/]" if c.passed else "[red]FAIL[/]"
-        err.print(f"{mark} {c.name} {c.detail}", soft_wrap=True)
-    stats = result.generation.stats()
-    if json_stats:
-        sys.stderr.write(json.dumps({**stats, "checks_ok": result.ok}) + "\n")
+    _emit_pipeline(result, ir_result.ir.model_dump(mode="json"), json_out)
+
+
+@app.command()
+def verify(
+    ir_file: str = typer.Argument(..., help="IR JSON file."),
+    code_file: Path = typer.Argument(..., help="Python file with the implementation."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run the verification checks alone (sandboxed): static checks, IR examples, assertions."""
+    from lift_sys.codegen.verify import verify_code
+
+    spec = _read_ir(ir_file)
+    try:
+        source = code_file.read_text()
+    except OSError as exc:
+        raise _fail(f"cannot read {code_file}: {exc}") from None
+    report = verify_code(source, spec)
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
-        err.print(_stats_line(stats), soft_wrap=True, markup=False)
-    if not result.ok:
+        out.print(_check_table(report))
+    if not report.verified:
         raise typer.Exit(1)
 
 
@@ -430,6 +511,21 @@ def bench_server(
     """Server: /health latency under load, per-request overhead, throughput at 1/4/20 concurrent IR requests."""
     run = _bench_module("server").run_server_bench
     results = run(levels=[int(x) for x in levels.split(",") if x], health_clients=health_clients, console=err)
+    _emit_json(results, json_path)
+
+
+@bench_app.command("quality")
+def bench_quality(
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),
+    limit: int = typer.Option(40, "--limit", help="Number of HumanEval problems."),
+    offset: int = typer.Option(0, "--offset", help="First problem index."),
+    attempts: int = typer.Option(3, "--attempts", help="Code attempts in the lift mode."),
+    modes: str = typer.Option("direct,lift", "--modes", help="direct, lift, or both."),
+) -> None:
+    """HumanEval pass@1: direct code vs NL -> IR -> verified code with repair."""
+    run = _bench_module("quality").run_quality_bench
+    results = run(limit=limit, offset=offset, attempts=attempts, console=err,
+                  modes=tuple(m for m in modes.split(",") if m))
     _emit_json(results, json_path)
 
 

@@ -36,10 +36,16 @@ EXAMPLE_CODE = (
 )
 
 
-def code_messages(ir: IRSpec, feedback: str | None = None) -> list[dict[str, str]]:
-    """Chat messages asking for the code of ``ir`` (feedback: what a previous attempt got wrong)."""
+def code_messages(ir: IRSpec, feedback: str | None = None, context: str | None = None) -> list[dict[str, str]]:
+    """Chat messages asking for the code of ``ir``.
+
+    ``feedback``: the checks a previous attempt failed; ``context``: the
+    original request, when the caller has it (the IR is a summary of it).
+    """
     spec = ir.model_dump(mode="json", include=set(IRSpec.model_fields))
     user = "IR:\n" + json.dumps(spec, separators=(",", ":"))
+    if context:
+        user = "Original request:\n" + context.strip() + "\n\n" + user
     if feedback:
         user += "\n\nA previous attempt failed these checks; fix them:\n" + feedback
     return [

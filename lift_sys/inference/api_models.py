@@ -58,6 +58,29 @@ class CodeRequest(_Req):
     max_tokens: Optional[int] = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0, le=5)
     seed: Optional[int] = None
+    attempts: int = Field(3, ge=1, le=6, description="Generate -> verify (sandbox) -> repair up to this many times")
+
+
+class PipelineRequest(_Req):
+    prompt: str = Field(min_length=1, description="The request in plain English")
+    attempts: int = Field(3, ge=1, le=6, description="Code attempts (generate -> verify -> repair)")
+    max_tokens: Optional[int] = Field(None, ge=1, description="Budget for each generation (IR, each code attempt)")
+    grammar_backend: Optional[Backend] = None
+
+
+class VerifyCheckOut(BaseModel):
+    name: str = Field(description="parses, defines_function, signature_matches, imports_allowed, runs, example[i], postcondition[j] on example[i], ...")
+    passed: bool
+    detail: str = Field("", description="Evidence: what the code returned/raised, or why it was refused")
+    scope: str = Field("code", description="code = counts toward verified; ir = a finding about the IR itself")
+
+
+class VerificationOut(BaseModel):
+    verified: bool
+    passed: int
+    total: int
+    checks: list[VerifyCheckOut]
+    sandbox_seconds: float
 
 
 class CodeCheckOut(BaseModel):
@@ -67,10 +90,13 @@ class CodeCheckOut(BaseModel):
 
 
 class CodeResponse(BaseModel):
-    code: str = Field(description="Python source of the IR's function")
+    code: str = Field(description="Python source of the IR's function (the best candidate)")
     language: str
     checks: list[CodeCheckOut] = Field(description="Static checks against the IR: parses, name, parameters in order")
-    ok: bool = Field(description="All checks passed")
+    ok: bool = Field(description="All static checks passed")
+    verified: bool = Field(description="Every verification check passed (examples and assertions run in a sandbox)")
+    verification: Optional[VerificationOut] = None
+    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Each attempt: code, verification, temperature, seed")
     usage: Usage
     timings: TimingsOut
     finish_reason: str

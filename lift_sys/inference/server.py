@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import sys
 import json
 import time
 import uuid
@@ -161,7 +162,12 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
     started = time.time()
     metrics = Metrics()
     n_workers = workers or (1 if service.engine.vocabulary() is not None else 8)
-    jobs = GenerationQueue(max_waiting=settings.max_queue, workers=n_workers)
+    local = service.engine.vocabulary() is not None
+    jobs = GenerationQueue(max_waiting=settings.max_queue, workers=n_workers, nice=settings.worker_nice if local else 0)
+    # Hand the GIL to the event loop sooner when it is waiting (default 5 ms):
+    # the decode loop holds the GIL only for short Python steps between
+    # llama.cpp calls, so /health need not wait a full switch interval.
+    sys.setswitchinterval(0.0005)
     metrics.bind(queue_depth=lambda: jobs.depth, service=service)
     engine_info = service.engine.info()
     default_max = min(settings.max_tokens_default, service.engine.context_length - 1)
@@ -262,9 +268,20 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
         opts = options(body.max_tokens, body.temperature, body.seed)
 
         def job(cancel: CancelToken, queue_ms: float):
-            return service.generate_code(ir, opts, cancel=cancel), queue_ms
+            generate = lambda ir_, o, feedback=None: service.generate_code(ir_, o, feedback=feedback, cancel=cancel)  # noqa: E731
+            from lift_sys.codegen.pipeline import generate_verified_code
 
-        result, queue_ms = await run(request, job)
+            return generate_verified_code(generate, ir, opts, attempts=body.attempts), queue_ms
+
+        piped, queue_ms = await run(request, job)
+        return _code_response(piped, queue_ms, t0)
+
+    def _code_response(piped, queue_ms: float, t0: float) -> m.CodeResponse:
+        best = piped.best
+        if best is None or best.result is None:
+            errs = "; ".join(a.error or "" for a in piped.attempts)
+            raise errors.TruncatedOutput("", 0, 0) if "truncated" in errs else errors.EngineError(f"no code candidate: {errs}")
+        result = best.result
         gen = result.generation
         metrics.observe_generation(gen, queue_ms)
         return m.CodeResponse(
@@ -272,11 +289,32 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
             language=result.language,
             checks=[m.CodeCheckOut(**c.to_dict()) for c in result.checks],
             ok=result.ok,
+            verified=piped.verified,
+            verification=piped.report.to_dict() if piped.report else None,
+            attempts=[a.to_dict() for a in piped.attempts],
             usage=_usage(gen),
             timings=_timings(gen, queue_ms, t0),
             finish_reason=gen.finish_reason,
             model=gen.completion.model or engine_info.get("model", ""),
         )
+
+    @app.post("/v1/pipeline", summary="Natural language -> IR -> verified code")
+    async def v1_pipeline(body: m.PipelineRequest, request: Request) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        opts = options(body.max_tokens, 0.0, None, body.grammar_backend)
+
+        def job(cancel: CancelToken, queue_ms: float):
+            from lift_sys.codegen.pipeline import generate_verified_code
+
+            ir_result = service.generate_ir(body.prompt, opts, cancel=cancel)
+            generate = lambda ir_, o, feedback=None: service.generate_code(ir_, o, feedback=feedback, cancel=cancel)  # noqa: E731
+            return (ir_result, generate_verified_code(generate, ir_result.ir, opts, attempts=body.attempts)), queue_ms
+
+        (ir_result, piped), queue_ms = await run(request, job)
+        code = _code_response(piped, queue_ms, t0)
+        return {"ir": ir_result.ir.model_dump(mode="json"), "code": code.code, "verified": code.verified,
+                "verification": code.verification.model_dump() if code.verification else None,
+                "attempts": code.attempts, "timings": {"total_ms": round((time.perf_counter() - t0) * 1000, 3)}}
 
     def _grammar(json_schema: Any, regex: str | None, lark: str | None) -> GrammarSpec | None:
         given = [(k, v) for k, v in (("json_schema", json_schema), ("regex", regex), ("lark", lark)) if v is not None]

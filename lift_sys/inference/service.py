@@ -237,7 +237,8 @@ class InferenceService:
         result = self.generate(
             ir_messages(request), ir_generation_schema(), options, on_text=on_text, cancel=cancel
         )
-        spec: IRSpec = parse_ir_json(result.text)
+        # generate() already validated the JSON against this schema; only pydantic remains.
+        spec: IRSpec = parse_ir_json(result.json, schema_checked=True)
         ir = IR.from_spec(
             spec,
             model=result.completion.model or self.engine.model_name,
@@ -251,15 +252,25 @@ class InferenceService:
         options: GenerateOptions = GenerateOptions(),
         *,
         feedback: str | None = None,
+        context: str | None = None,
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
     ) -> CodeResult:
         """IR -> Python source of its function, constrained to ``{"code": ...}`` and statically checked."""
         result = self.generate(
-            code_messages(ir, feedback), CODE_SCHEMA, options, on_text=on_text, cancel=cancel
+            code_messages(ir, feedback, context), CODE_SCHEMA, options, on_text=on_text, cancel=cancel
         )
         code = str(result.json["code"]).strip("\n") + "\n"
         return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
+
+    def generate_verified_code(self, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
+                               attempts: int = 3, on_attempt=None):
+        """IR -> code, verified in the sandbox against the IR, repaired up to ``attempts`` times."""
+        from lift_sys.codegen.pipeline import generate_verified_code
+
+        if attempts < 1:
+            raise InvalidRequest("attempts must be >= 1")
+        return generate_verified_code(self.generate_code, ir, options, attempts=attempts, on_attempt=on_attempt)
 
     # ------------------------------------------------------------------ status
 

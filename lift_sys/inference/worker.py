@@ -9,6 +9,7 @@ Retry-After -- instead of piling up latency nobody asked for.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -22,8 +23,9 @@ Job = Callable[[float], Any]
 
 
 class GenerationQueue:
-    def __init__(self, max_waiting: int = 20, workers: int = 1, retry_after_s: int = 2) -> None:
+    def __init__(self, max_waiting: int = 20, workers: int = 1, retry_after_s: int = 2, nice: int = 0) -> None:
         self.max_waiting = max_waiting
+        self.nice = nice
         self.retry_after_s = retry_after_s
         self._q: queue.Queue[tuple[Job, Future, float] | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -53,6 +55,15 @@ class GenerationQueue:
         return fut
 
     def _loop(self) -> None:
+        if self.nice:
+            # Lower this thread's CPU priority (and so that of the compute
+            # threads llama.cpp spawns from it): on a small machine the model
+            # saturates every core, and the event loop -- /health, accepting
+            # requests, streaming -- must still get the CPU at once.
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except (OSError, AttributeError):
+                pass
         while True:
             item = self._q.get()
             if item is None:

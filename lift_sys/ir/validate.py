@@ -34,9 +34,14 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+@lru_cache(maxsize=256)
+def _validator_for(schema_text: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_text))
+
+
 def validate_json(value: Any, schema: dict[str, Any]) -> None:
     """Validate ``value`` against ``schema``; raise OutputValidationError naming the first problem."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_for(json.dumps(schema, sort_keys=True))
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         where = "/" + "/".join(str(p) for p in error.absolute_path)
@@ -46,13 +51,20 @@ def validate_json(value: Any, schema: dict[str, Any]) -> None:
         )
 
 
-def parse_ir_json(text: str) -> IRSpec:
-    """Parse model output into an :class:`IRSpec`, checking schema and model."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise OutputValidationError(f"output is not JSON: {exc}", detail={"text": text}) from exc
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(value))
+def parse_ir_json(text: str | Any, *, schema_checked: bool = False) -> IRSpec:
+    """Parse model output (text, or already-parsed JSON) into an :class:`IRSpec`.
+
+    Checks the JSON Schema (unless the caller just did: ``schema_checked``)
+    and the pydantic model.
+    """
+    if isinstance(text, str):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise OutputValidationError(f"output is not JSON: {exc}", detail={"text": text}) from exc
+    else:
+        value, text = text, json.dumps(text)
+    error = None if schema_checked else jsonschema.exceptions.best_match(_validator().iter_errors(value))
     if error is not None:
         where = "/" + "/".join(str(p) for p in error.absolute_path)
         raise OutputValidationError(

@@ -38,6 +38,26 @@ DIRECT_SYSTEM = (
     'Answer with a JSON object: {"code": "<the Python source>"}'
 )
 
+_SHOT_PROMPT = (
+    "def count_vowels(text: str) -> int:\n"
+    "    \"\"\" Count the vowels (a, e, i, o, u, either case) in text.\n"
+    "    >>> count_vowels('Hello')\n    2\n    \"\"\"\n"
+)
+_SHOT_CODE = "def count_vowels(text: str) -> int:\n    return sum(1 for ch in text.lower() if ch in 'aeiou')\n"
+
+
+def direct_messages(prompt: str) -> list[dict[str, str]]:
+    """System + one worked example (so the model sees code inside a JSON string once) + the problem."""
+    import json
+
+    return [
+        {"role": "system", "content": DIRECT_SYSTEM},
+        {"role": "user", "content": _SHOT_PROMPT},
+        {"role": "assistant", "content": json.dumps({"code": _SHOT_CODE})},
+        {"role": "user", "content": prompt},
+    ]
+
+
 # Runs a HumanEval test program; prints a JSON verdict as its last line.
 TEST_HARNESS = r'''
 import json, sys
@@ -85,9 +105,7 @@ def run_quality_bench(*, limit: int = 40, offset: int = 0, attempts: int = 3, co
             t0 = time.perf_counter()
             tokens, code = 0, None
             try:
-                r = service.generate(
-                    [{"role": "system", "content": DIRECT_SYSTEM}, {"role": "user", "content": problem["prompt"]}],
-                    CODE_SCHEMA, GenerateOptions(max_tokens=700))
+                r = service.generate(direct_messages(problem["prompt"]), CODE_SCHEMA, GenerateOptions(max_tokens=700))
                 code, tokens = r.json["code"], r.completion.completion_tokens
             except LiftError as exc:
                 row["direct_error"] = exc.message

@@ -81,12 +81,18 @@ def _service(model: Optional[str], grammar_backend: str, engine_url: Optional[st
     from lift_sys.inference.runtime import service_from_settings
     from lift_sys.inference.settings import Settings
 
+    from lift_sys.inference.grammar import get_backend
+
+    get_backend(grammar_backend)  # a clear error for an unknown name, before anything loads
     overrides: dict = {"grammar_backend": grammar_backend}
     if model:
         overrides["model"] = model
     if engine_url:
         overrides.update(engine="openai", engine_url=engine_url, engine_model=engine_model)
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValueError as exc:
+        raise _fail(f"bad settings: {exc}") from None
     progress, update = _assembly_progress()
     try:
         with _status(f"loading {model or 'the default model'}" if not engine_url else f"connecting to {engine_url}"):

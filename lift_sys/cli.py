@@ -530,8 +530,9 @@ def bench_quality(
 ) -> None:
     """HumanEval pass@1: direct code vs NL -> IR -> verified code with repair."""
     run = _bench_module("quality").run_quality_bench
+    progress = json_path.with_suffix(".progress.jsonl") if json_path and str(json_path) != "-" else None
     results = run(limit=limit, offset=offset, attempts=attempts, console=err,
-                  modes=tuple(m for m in modes.split(",") if m))
+                  modes=tuple(m for m in modes.split(",") if m), progress_path=progress)
     _emit_json(results, json_path)
 
 

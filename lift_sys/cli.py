@@ -293,6 +293,8 @@ def serve(
     engine_model: Optional[str] = typer.Option(None, "--engine-model", help="Model name on the remote server."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Local model (see `lift-sys models`)."),
     grammar_backend: Optional[str] = typer.Option(None, "--grammar-backend", "-g"),
+    split: bool = typer.Option(False, "--split/--no-split", help="Local engine: run the model in its own process "
+                               "(the HTTP process then never shares the GIL with decoding; see docs/benchmarks.md)."),
 ) -> None:
     """Serve the HTTP API (/v1/ir, /v1/code, /v1/generate, /v1/chat/completions, /metrics, /docs)."""
     import os
@@ -318,12 +320,24 @@ def serve(
     from lift_sys.inference.runtime import service_from_settings
     from lift_sys.inference.server import asgi
 
+    child = None
     try:
+        if split and settings.engine == "local":
+            from lift_sys.inference.model_process import start_model_process
+
+            with _status("starting the model process"):
+                child, url = start_model_process(settings)
+            settings = settings.model_copy(update={"engine": "openai", "engine_url": url, "engine_model": None})
         with _status("loading model"):
             service = service_from_settings(settings)
+        uvicorn.run(asgi(service, settings), host=settings.host, port=settings.port,
+                    log_level=os.environ.get("LIFT_LOG_LEVEL", "info"))
     except LiftError as exc:
         raise _fail(exc) from None
-    uvicorn.run(asgi(service, settings), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=30)
 
 
 @app.command()

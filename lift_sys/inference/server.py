@@ -481,7 +481,8 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
 
     @app.get("/v1/models", summary="OpenAI-compatible model list")
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": engine_info.get("model"), "object": "model", "owned_by": "lift-sys"}]}
+        return {"object": "list", "data": [{"id": engine_info.get("model"), "object": "model", "owned_by": "lift-sys",
+                                            "max_model_len": service.engine.context_length}]}
 
     wrapped = MetricsMiddleware(
         GuardMiddleware(app, max_body=settings.max_body_bytes,

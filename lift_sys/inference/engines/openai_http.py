@@ -39,14 +39,18 @@ _RETRY_STATUS = {429, 503}
 
 
 def _server_error(resp: httpx.Response, body: bytes) -> LiftError:
+    detail: dict = {}
     try:
         err = json.loads(body).get("error")
         message = err.get("message") if isinstance(err, dict) else str(err)
+        detail = (err.get("detail") or {}) if isinstance(err, dict) else {}
     except (ValueError, AttributeError):
         message = body[:300].decode("utf-8", "replace")
     text = f"remote engine answered {resp.status_code}: {message}"
     if resp.status_code == 413:
-        return PromptTooLong(-1, -1) if "context" in (message or "") else InvalidRequest(text)
+        if "prompt_tokens" in detail and "context_limit" in detail:
+            return PromptTooLong(int(detail["prompt_tokens"]), int(detail["context_limit"]))
+        return InvalidRequest(text)
     if resp.status_code in (400, 422):
         return InvalidRequest(text)
     return EngineError(text, detail={"status": resp.status_code})

@@ -27,6 +27,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from lift_sys.inference.loopback import free_port, wait_healthy
+
 REQUESTS = [
     "a function that returns the n-th Fibonacci number, raising ValueError for negative n",
     "a function that checks whether a string is a palindrome, ignoring case",
@@ -61,14 +63,6 @@ def _server_health_quantiles(url: str) -> dict[str, float]:
         return float("inf")
 
     return {"n": total, "p50_ms_le": q(0.5), "p99_ms_le": q(0.99)}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _health_under_load(url: str, clients: int, generations: int, interval_s: float = 0.1) -> dict[str, Any]:
@@ -133,7 +127,7 @@ async def _level(url: str, concurrency: int) -> tuple[dict[str, Any], list[dict]
 def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 20, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     levels = levels or [1, 4, 20]
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, LIFT_MAX_QUEUE=str(max(levels) + 5))
     proc = subprocess.Popen(
@@ -141,15 +135,7 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not start")
+        wait_healthy(url, 120, proc)
         console.print("[dim]warm-up[/]")
         httpx.post(url + "/v1/ir", json={"prompt": REQUESTS[0]}, timeout=900)
         console.print(f"[dim]health at {health_clients} clients (each every 100 ms) under load[/]")

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
-import httpx
 import uvicorn
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from lift_sys.inference.loopback import free_port, wait_healthy
 
 
 @contextmanager
@@ -26,15 +19,7 @@ def running(asgi_app, *, port: int | None = None) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
-        raise RuntimeError("server did not start")
+    wait_healthy(url, 30)
     try:
         yield url
     finally:

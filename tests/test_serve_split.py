@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from .serving import free_port
+from lift_sys.inference.loopback import free_port, wait_healthy
 
 pytestmark = pytest.mark.model
 
@@ -25,13 +25,7 @@ def test_split_serve_end_to_end():
     url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": "Bearer k"}
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_healthy(url, 180, proc)
         health = httpx.get(url + "/health").json()
         assert health["engine"] == "openai-http"  # the front talks to the model process
         r = httpx.post(url + "/v1/generate", headers=auth, json={"prompt": "Pick a color.", "json_schema": COLOR}, timeout=300)

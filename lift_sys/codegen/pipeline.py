@@ -31,6 +31,7 @@ class Attempt:
     seconds: float = 0.0
     completion_tokens: int = 0
     result: Any = field(default=None, repr=False)  # the CodeResult (usage, timings)
+    exception: LiftError | None = field(default=None, repr=False)  # why no code came out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +94,7 @@ def generate_verified_code(
             attempt.report = verify_code(result.code, ir, limits=limits)
         except LiftError as exc:  # e.g. truncated output: a failed attempt, not the end
             attempt.error = exc.message
+            attempt.exception = exc
         attempt.seconds = time.perf_counter() - t0
         history.append(attempt)
         if on_attempt:

@@ -198,10 +198,11 @@ class ConstrainedIRGenerator:
             self.service = local_service(grammar_backend="llguidance")
             return
         from lift_sys.inference.engines.openai_http import OpenAIHTTPEngine
+        from lift_sys.inference.loopback import wait_healthy
 
         self.proc = subprocess.Popen(sglang_command(self.settings, _model_path()))
         url = f"http://127.0.0.1:{SGLANG_PORT}"
-        _wait_healthy(url, self.proc, timeout_s=self.settings.startup_timeout)
+        wait_healthy(url, self.settings.startup_timeout, self.proc, what="SGLang server")
         engine = OpenAIHTTPEngine(url, model=self.settings.model, context_length=self.settings.context_length)
         # The service lints schemas with the same backend SGLang compiles them with.
         self.service = InferenceService(engine, default_backend=self.settings.grammar_backend)
@@ -249,22 +250,6 @@ class ConstrainedIRGenerator:
         from lift_sys.inference.settings import Settings
 
         return asgi(self.service, Settings(max_queue=self.settings.max_inputs))
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    import httpx
-
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"SGLang exited with code {proc.returncode} while starting")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"SGLang not healthy after {timeout_s} s")
 
 
 # ---------------------------------------------------------------------------

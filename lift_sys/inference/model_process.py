@@ -12,22 +12,13 @@ protocol to maintain.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-
-import httpx
 
 from lift_sys.errors import EngineError
+from lift_sys.inference.loopback import free_port, wait_healthy
 from lift_sys.inference.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:
@@ -44,7 +35,7 @@ def _die_with_parent() -> None:
 
 def start_model_process(settings: Settings, timeout_s: float = 300.0) -> tuple[subprocess.Popen, str]:
     """Start ``lift-sys serve --no-split`` on a loopback port; return (process, base URL) once healthy."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.pop("LIFT_API_KEY", None)  # loopback-only child; the front enforces the key
     env.update({
@@ -62,17 +53,11 @@ def start_model_process(settings: Settings, timeout_s: float = 300.0) -> tuple[s
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            err = log.read().decode("utf-8", "replace")[-800:]
-            raise EngineError(f"the model process exited with code {proc.returncode}: {err.strip()}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise EngineError(f"the model process did not become healthy within {timeout_s:g} s")
+    try:
+        wait_healthy(url, timeout_s, proc, what="model process")
+    except EngineError as exc:
+        proc.terminate()
+        log.seek(0)
+        tail = log.read().decode("utf-8", "replace")[-800:].strip()
+        raise EngineError(f"{exc.message}: {tail}" if tail else exc.message) from None
+    return proc, url

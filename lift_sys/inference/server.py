@@ -159,7 +159,6 @@ def _usage(result: GenerationResult) -> m.Usage:
 def create_app(service: InferenceService, settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
     """The HTTP app over ``service`` (which already holds a loaded engine)."""
     settings = settings or Settings()
-    started = time.time()
     metrics = Metrics()
     n_workers = workers or (1 if service.engine.vocabulary() is not None else 8)
     local = service.engine.vocabulary() is not None
@@ -226,16 +225,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
 
     @app.get("/health", summary="Liveness/readiness; never waits on the model")
     async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "ready": True,
-            "model": engine_info.get("model"),
-            "engine": engine_info.get("engine"),
-            "grammar_backend": service.default_backend,
-            "version": __version__,
-            "uptime_s": round(time.time() - started, 3),
-            "queue_depth": jobs.depth,
-        }
+        return {**service.health(), "queue_depth": jobs.depth}
 
     @app.post("/v1/ir", response_model=m.IRResponse, summary="Natural language -> IR")
     async def v1_ir(body: m.IRRequest, request: Request) -> m.IRResponse:
@@ -279,8 +269,8 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
     def _code_response(piped, queue_ms: float, t0: float) -> m.CodeResponse:
         best = piped.best
         if best is None or best.result is None:
-            errs = "; ".join(a.error or "" for a in piped.attempts)
-            raise errors.TruncatedOutput("", 0, 0) if "truncated" in errs else errors.EngineError(f"no code candidate: {errs}")
+            # every attempt failed to produce code: report the last failure as it was raised
+            raise piped.attempts[-1].exception
         result = best.result
         gen = result.generation
         metrics.observe_generation(gen, queue_ms)

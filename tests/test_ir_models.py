@@ -64,3 +64,26 @@ def test_semantic_checks_find_what_the_schema_cannot():
     assert "/assertions/0/predicate" in wheres
     assert "/examples/0/inputs" in wheres
     assert check_ir(IRSpec.model_validate(EXAMPLE_IR)) == []
+
+
+def test_validate_json_fast_check_and_named_failure():
+    from lift_sys.inference.grammar import GrammarSpec
+    from lift_sys.ir.validate import validate_json
+
+    schema = {"type": "object", "required": ["n"], "additionalProperties": False,
+              "properties": {"n": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}}}
+    spec = GrammarSpec.json_schema(schema)
+    validate_json({"n": 3}, schema, schema_key=spec.key)
+    validate_json({"n": None}, schema)
+    with pytest.raises(OutputValidationError) as e:
+        validate_json({"n": -1}, schema, schema_key=spec.key)
+    assert e.value.detail["pointer"] == "/n" and "/n" in str(e.value)
+    with pytest.raises(OutputValidationError) as e:
+        validate_json({"n": 1, "extra": 2}, schema)
+    assert "extra" in str(e.value) and e.value.detail["validator"] == "additionalProperties"
+    # The IR itself, through the same fast path.
+    validate_json(EXAMPLE_IR, ir_generation_schema())
+    bad = {**EXAMPLE_IR, "signature": {**EXAMPLE_IR["signature"], "name": 7}}
+    with pytest.raises(OutputValidationError) as e:
+        validate_json(bad, ir_generation_schema())
+    assert e.value.detail["pointer"] == "/signature/name"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import httpx
@@ -57,6 +58,54 @@ def test_health_answers_while_a_generation_runs(url):
     depths, status = asyncio.run(scenario())
     assert status == 200
     assert max(depths) >= 1  # /health answered *while* the model was busy
+
+
+def test_health_fast_path(url):
+    """/health is answered in front of the app: HEAD works, other methods reach FastAPI, and it is counted."""
+    def health_count() -> float:
+        for line in httpx.get(url + "/metrics").text.splitlines():
+            if line.startswith('lift_requests_total{endpoint="/health",status="200"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = health_count()
+    r = httpx.head(url + "/health")
+    assert r.status_code == 200 and r.content == b"" and int(r.headers["content-length"]) > 50
+    assert r.headers["cache-control"] == "no-store"
+    r = httpx.post(url + "/health")
+    assert r.status_code == 405
+    assert health_count() == before + 1
+
+
+def _thread_cpu_and_policy() -> dict[int, tuple[int, int]]:
+    """tid -> (utime + stime in ticks, scheduling policy) for this process's threads."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        # fields[0] is stat field 3 (state): utime=14, stime=15, policy=41
+        out[int(tid)] = (int(fields[11]) + int(fields[12]), int(fields[38]))
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
+def test_model_work_runs_in_the_idle_scheduling_class(url):
+    """The threads that burn CPU during a generation (worker + llama.cpp's) are SCHED_IDLE,
+    so the event loop preempts them the moment it has work."""
+    before = _thread_cpu_and_policy()
+    r = httpx.post(url + "/v1/chat/completions", timeout=300, json={
+        "messages": [{"role": "user", "content": "Write the numbers from one to forty in words."}],
+        "max_tokens": 60, "temperature": 0})
+    assert r.status_code == 200
+    after = _thread_cpu_and_policy()
+    grew = {tid: cpu - before.get(tid, (0, 0))[0] for tid, (cpu, _) in after.items()}
+    busiest = max(grew.values())
+    assert busiest > 0
+    hot = [tid for tid, g in grew.items() if g >= busiest / 2]
+    assert hot and all(after[tid][1] == os.SCHED_IDLE for tid in hot), (grew, after)
 
 
 def test_ir_endpoint(url):

@@ -121,6 +121,12 @@ class _Counters:
     forced_tokens: int = 0
 
 
+# Built once: a spec caches its key, so a request pays neither a deep copy
+# of the schema nor its canonical hash (together ~0.35 ms per IR request).
+_IR_GRAMMAR = GrammarSpec.json_schema(ir_generation_schema())
+_CODE_GRAMMAR = GrammarSpec.json_schema(CODE_SCHEMA)
+
+
 class InferenceService:
     """Constrained generation over one engine."""
 
@@ -215,7 +221,7 @@ class InferenceService:
                         f"constrained output is not JSON ({exc}); this is a grammar backend bug",
                         detail={"text": completion.text},
                     ) from exc
-                validate_json(result.json, spec.source)
+                validate_json(result.json, spec.source, schema_key=spec.key)
             return result
         except Exception as exc:
             self._count_failure(exc)
@@ -234,9 +240,7 @@ class InferenceService:
         """Natural-language request -> validated IR."""
         if not request or not request.strip():
             raise InvalidRequest("the request text is empty")
-        result = self.generate(
-            ir_messages(request), ir_generation_schema(), options, on_text=on_text, cancel=cancel
-        )
+        result = self.generate(ir_messages(request), _IR_GRAMMAR, options, on_text=on_text, cancel=cancel)
         # generate() already validated the JSON against this schema; only pydantic remains.
         spec: IRSpec = parse_ir_json(result.json, schema_checked=True)
         ir = IR.from_spec(
@@ -257,9 +261,7 @@ class InferenceService:
         cancel: CancelToken | None = None,
     ) -> CodeResult:
         """IR -> Python source of its function, constrained to ``{"code": ...}`` and statically checked."""
-        result = self.generate(
-            code_messages(ir, feedback, context), CODE_SCHEMA, options, on_text=on_text, cancel=cancel
-        )
+        result = self.generate(code_messages(ir, feedback, context), _CODE_GRAMMAR, options, on_text=on_text, cancel=cancel)
         code = str(result.json["code"]).strip("\n") + "\n"
         return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
 

@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     max_queue: int = Field(20, ge=1, description="Requests waiting for the model beyond which the server answers 429")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body")
     max_tokens_default: int = Field(1024, ge=1, description="max_tokens when a request does not say")
-    worker_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the model worker thread (keeps the HTTP loop responsive)")
+    worker_priority: Literal["idle", "low", "normal"] = Field(
+        "idle",
+        description="CPU priority of the local model's worker threads: idle = SCHED_IDLE (any HTTP work preempts "
+        "the model at once), low = nice 10, normal = unchanged",
+    )
 
     def public(self) -> dict[str, object]:
         """Settings as shown to a user: secrets masked."""

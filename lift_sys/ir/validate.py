@@ -16,38 +16,63 @@ from __future__ import annotations
 
 import ast
 import json
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
 import jsonschema
+import jsonschema_rs
 from pydantic import ValidationError
 
 from lift_sys.errors import OutputValidationError
 from lift_sys.ir.models import IRSpec, ir_generation_schema
 
 
+_FAST: dict[str, Any] = {}
+_FAST_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft202012Validator:
-    schema = ir_generation_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+def _ir_schema() -> dict[str, Any]:
+    return ir_generation_schema()
 
 
-@lru_cache(maxsize=256)
-def _validator_for(schema_text: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads(schema_text))
+def schema_error(value: Any, schema: dict[str, Any], *, schema_key: str | None = None) -> tuple[str, str, str] | None:
+    """The first way ``value`` fails ``schema``, as (JSON pointer, message, keyword); None if valid.
 
-
-def validate_json(value: Any, schema: dict[str, Any]) -> None:
-    """Validate ``value`` against ``schema``; raise OutputValidationError naming the first problem."""
-    validator = _validator_for(json.dumps(schema, sort_keys=True))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    Every constrained generation is checked, so the check must be cheap:
+    jsonschema-rs answers valid/invalid in ~2 µs on an IR where the pure
+    Python ``jsonschema`` takes ~1.5 ms. A failure is rare (a backend
+    ignored part of the schema) and is explained by ``jsonschema``'s
+    ``best_match``, which picks the most relevant error of an ``anyOf``.
+    ``schema_key`` (``GrammarSpec.key``) saves re-serializing a known schema
+    to find its cached validator.
+    """
+    key = schema_key or json.dumps(schema, sort_keys=True)
+    validator = _FAST.get(key)
+    if validator is None:
+        with _FAST_LOCK:
+            if len(_FAST) >= 256:
+                _FAST.clear()
+            validator = _FAST[key] = jsonschema_rs.validator_for(schema)
+    if validator.is_valid(value):
+        return None
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
     if error is not None:
-        where = "/" + "/".join(str(p) for p in error.absolute_path)
+        return "/" + "/".join(map(str, error.absolute_path)), error.message, str(error.validator)
+    first = next(iter(validator.iter_errors(value)))  # the validators disagree: say what jsonschema-rs saw
+    return "/" + "/".join(map(str, first.instance_path)), first.message, "unknown"
+
+
+def validate_json(value: Any, schema: dict[str, Any], *, schema_key: str | None = None) -> None:
+    """Validate ``value`` against ``schema``; raise OutputValidationError naming the first problem."""
+    error = schema_error(value, schema, schema_key=schema_key)
+    if error is not None:
+        where, message, keyword = error
         raise OutputValidationError(
-            f"output does not match the schema at {where}: {error.message}",
-            detail={"pointer": where, "validator": error.validator},
+            f"output does not match the schema at {where}: {message}",
+            detail={"pointer": where, "validator": keyword},
         )
 
 
@@ -64,11 +89,11 @@ def parse_ir_json(text: str | Any, *, schema_checked: bool = False) -> IRSpec:
             raise OutputValidationError(f"output is not JSON: {exc}", detail={"text": text}) from exc
     else:
         value, text = text, json.dumps(text)
-    error = None if schema_checked else jsonschema.exceptions.best_match(_validator().iter_errors(value))
+    error = None if schema_checked else schema_error(value, _ir_schema())
     if error is not None:
-        where = "/" + "/".join(str(p) for p in error.absolute_path)
+        where, message, _ = error
         raise OutputValidationError(
-            f"IR does not match the schema at {where}: {error.message}",
+            f"IR does not match the schema at {where}: {message}",
             detail={"pointer": where, "text": text},
         )
     try:

@@ -67,9 +67,17 @@ class GrammarSpec:
 
     @property
     def key(self) -> str:
-        """Stable hash of the constraint, for the compile cache."""
-        text = json.dumps(self.source, sort_keys=True) if self.kind == "json_schema" else str(self.source)
-        return hashlib.sha256(f"{self.kind}\0{text}".encode()).hexdigest()[:16]
+        """Stable hash of the constraint, for the compile cache.
+
+        Computed once per spec (canonical JSON + sha256 of a large schema is
+        ~0.1 ms, paid on every request otherwise); a spec is immutable.
+        """
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            text = json.dumps(self.source, sort_keys=True) if self.kind == "json_schema" else str(self.source)
+            cached = hashlib.sha256(f"{self.kind}\0{text}".encode()).hexdigest()[:16]
+            object.__setattr__(self, "_key", cached)
+        return cached
 
 
 class Matcher(Protocol):

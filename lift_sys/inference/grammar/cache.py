@@ -65,14 +65,15 @@ class GrammarCache:
 
     def get(self, spec: GrammarSpec, backend_name: str | None, vocab: Vocabulary) -> CompiledGrammar:
         backend = get_backend(backend_name)
-        backend.lint(spec)  # cheap, and must run even on a cache hit for a new backend
         key = (backend.name, spec.key, vocab.fingerprint)
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None:
+            if hit is not None:  # this backend linted and compiled this spec already
                 self._entries.move_to_end(key)
                 self.stats.hits += 1
                 return replace(hit, cache_hit=True)
+        backend.lint(spec)  # before counting a miss: a refused schema is not a compile
+        with self._lock:
             self.stats.misses += 1
         future = self._pool.submit(backend.compile, spec, vocab)
         try:

@@ -82,9 +82,13 @@ async def _lean_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status, await reader.readexactly(length)
 
 
-async def _health_under_load(url: str, clients: int, generations: int, *, client_kind: str,
+async def _health_under_load(url: str, clients: int, generations: int, *, client_kind: str, phase: str = "random",
                              interval_s: float = 0.1, seed: int = 0) -> dict[str, Any]:
-    """``clients`` independent pollers (random phase, each every ``interval_s``) while IR generations run.
+    """``clients`` pollers, each every ``interval_s``, while IR generations run.
+
+    ``phase`` "random": independent clients (each starts at a random point of
+    the interval). "synchronized": all fire together -- the worst case, 20
+    requests queued behind each other on one event loop.
 
     ``client_kind`` "lean" measures the server: on 2 cores the load
     generator shares the CPU with the server and the model, so it must cost
@@ -117,10 +121,11 @@ async def _health_under_load(url: str, clients: int, generations: int, *, client
                 if conn is not None:
                     conn[1].close()
 
-        await asyncio.gather(*(poll(rng.random() * interval_s) for _ in range(clients)))
+        await asyncio.gather(*(poll(rng.random() * interval_s if phase == "random" else 0.0) for _ in range(clients)))
         results = [await g for g in gens]
     return {
         "client": client_kind,
+        "phase": phase,
         "clients": clients,
         "poll_interval_s": interval_s,
         "concurrent_generations": generations,
@@ -189,12 +194,14 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
         console.print("[dim]warm-up[/]")
         httpx.post(url + "/v1/ir", json={"prompt": REQUESTS[0]}, timeout=900)
         health = {}
-        for kind in ("lean", "httpx"):
-            console.print(f"[dim]/health: {health_clients} {kind} clients, each every 100 ms, during 2 generations[/]")
+        for kind, phase in (("lean", "random"), ("lean", "synchronized"), ("httpx", "random")):
+            console.print(f"[dim]/health: {health_clients} {kind} clients ({phase} phase), each every 100 ms, "
+                          "during 2 generations[/]")
             before = _server_health_quantiles(url)
-            health[kind] = _run(_health_under_load(url, health_clients, 2, client_kind=kind))
-            health[kind]["server_side"] = _server_health_quantiles(url, since=before)
-            health[kind]["server_side"].pop("_buckets")
+            row = _run(_health_under_load(url, health_clients, 2, client_kind=kind, phase=phase))
+            row["server_side"] = _server_health_quantiles(url, since=before)
+            row["server_side"].pop("_buckets")
+            health[f"{kind}, {phase}"] = row
         rows, bodies = [], []
         for level in levels:
             console.print(f"[dim]{level} concurrent IR requests[/]")
@@ -213,7 +220,8 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "health_under_load": health,
         "overhead_ms": {"p50": _pct(overhead, 0.5), "p99": _pct(overhead, 0.99), "n": len(overhead),
-                        "note": "server total_ms minus queue, compile and engine (ttft+decode) time"},
+                        "note": "server total_ms minus queue, compile and engine (ttft+decode) time",
+                        "samples": [round(x, 3) for x in overhead]},
         "levels": rows,
         "targets": {"health_p99_ms_max": 5.0, "overhead_p50_ms_max": 2.0},
     }
@@ -223,7 +231,7 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
 
 def _print(result: dict[str, Any], console: Console) -> None:
     t = Table(title="/health during IR generations (20 clients, each every 100 ms)")
-    for col in ("client", "samples", "p50 ms", "p90 ms", "p99 ms", "max ms", "server p50 ≤", "server p99 ≤", "decode tok/s"):
+    for col in ("client, phase", "samples", "p50 ms", "p90 ms", "p99 ms", "max ms", "server p50 ≤", "server p99 ≤", "decode tok/s"):
         t.add_column(col, justify="right")
     for kind, h in result["health_under_load"].items():
         ss = h["server_side"]
@@ -241,7 +249,7 @@ def _print(result: dict[str, Any], console: Console) -> None:
                   f"{r['tokens_per_s']:.1f}", f"{r['latency_p50_s']:.1f}", f"{r['latency_max_s']:.1f}")
     console.print(t)
     tg = result["targets"]
-    lean = result["health_under_load"]["lean"]
+    lean = result["health_under_load"]["lean, random"]
     console.print(f"targets: /health p99 < {tg['health_p99_ms_max']:g} ms -> {lean['p99_ms']:.2f} ms "
                   f"({'met' if lean['p99_ms'] < tg['health_p99_ms_max'] else 'NOT met'}); "
                   f"overhead p50 < {tg['overhead_p50_ms_max']:g} ms -> {o['p50']:.2f} ms "

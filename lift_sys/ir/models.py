@@ -169,7 +169,9 @@ class IR(IRSpec):
 
     @classmethod
     def from_spec(cls, spec: IRSpec, **metadata: Any) -> "IR":
-        return cls(**spec.model_dump(), metadata=IRMetadata(**metadata))
+        # The spec is validated already: reuse its parts instead of dumping and
+        # re-validating the whole document (this runs on every IR request).
+        return cls.model_construct(**dict(spec), metadata=IRMetadata(**metadata))
 
 
 class _NoTitles(GenerateJsonSchema):

@@ -49,11 +49,14 @@ EXAMPLE_IR = {
 }
 
 
+_EXAMPLE_IR_TEXT = json.dumps(EXAMPLE_IR, separators=(",", ":"))
+
+
 def ir_messages(request: str) -> list[dict[str, str]]:
     """Chat messages asking for the IR of ``request`` (system + one worked example + the request)."""
     return [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": f"Request: {EXAMPLE_REQUEST}"},
-        {"role": "assistant", "content": json.dumps(EXAMPLE_IR, separators=(",", ":"))},
+        {"role": "assistant", "content": _EXAMPLE_IR_TEXT},
         {"role": "user", "content": f"Request: {request.strip()}"},
     ]

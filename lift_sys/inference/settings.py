@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     worker_priority: Literal["idle", "low", "normal"] = Field(
         "idle",
         description="CPU priority of the local model's worker threads: idle = SCHED_IDLE (any HTTP work preempts "
-        "the model at once), low = nice 10, normal = unchanged",
+        "the model at once; other CPU-bound work on the box can starve the model), low = nice 10, normal = unchanged",
     )
 
     def public(self) -> dict[str, object]:

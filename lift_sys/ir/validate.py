@@ -52,10 +52,14 @@ def schema_error(value: Any, schema: dict[str, Any], *, schema_key: str | None =
     key = schema_key or json.dumps(schema, sort_keys=True)
     validator = _FAST.get(key)
     if validator is None:
+        try:
+            validator = jsonschema_rs.validator_for(schema)
+        except Exception:  # noqa: BLE001 - e.g. a regex dialect jsonschema-rs refuses: use jsonschema alone
+            validator = jsonschema.Draft202012Validator(schema)
         with _FAST_LOCK:
             if len(_FAST) >= 256:
                 _FAST.clear()
-            validator = _FAST[key] = jsonschema_rs.validator_for(schema)
+            _FAST[key] = validator
     if validator.is_valid(value):
         return None
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))

@@ -87,3 +87,14 @@ def test_validate_json_fast_check_and_named_failure():
     with pytest.raises(OutputValidationError) as e:
         validate_json(bad, ir_generation_schema())
     assert e.value.detail["pointer"] == "/signature/name"
+
+
+def test_validate_json_schema_jsonschema_rs_refuses_still_validates():
+    """A pattern in Python's dialect but not jsonschema-rs's: checked by jsonschema instead of crashing."""
+    from lift_sys.ir.validate import validate_json
+
+    schema = {"type": "string", "pattern": r"^(?P<c>a)(?P=c)$"}
+    validate_json("aa", schema)
+    with pytest.raises(OutputValidationError) as e:
+        validate_json("ab", schema)
+    assert e.value.detail["validator"] == "pattern"

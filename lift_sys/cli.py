@@ -318,8 +318,9 @@ def serve(
         uvicorn.run("lift_sys.inference.server:app_from_env", factory=True, host=settings.host, port=settings.port, reload=True)
         return
     from lift_sys.inference.runtime import service_from_settings
-    from lift_sys.inference.server import asgi
+    from lift_sys.inference.server import asgi, quiet_health_access_log
 
+    quiet_health_access_log()
     child = None
     try:
         if split and settings.engine == "local":

@@ -320,3 +320,17 @@ def test_full_queue_is_429_with_retry_after(service):
         assert third.headers["retry-after"].isdigit()
         assert third.json()["error"]["type"] == "overloaded"
         assert first.status_code == 200 and second.status_code == 200
+
+
+def test_access_log_skips_health_only():
+    import logging
+
+    from lift_sys.inference.server import _NoHealthAccessLog
+
+    def record(path: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                                 ("127.0.0.1:5", "GET", path, "1.1", 200), None)
+
+    f = _NoHealthAccessLog()
+    assert not f.filter(record("/health")) and not f.filter(record("/health?probe=1"))
+    assert f.filter(record("/v1/ir")) and f.filter(record("/healthz"))

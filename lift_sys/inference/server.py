@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import sys
 import json
 import time
@@ -164,6 +165,19 @@ class HealthFastPath:
             (b"cache-control", b"no-store")]})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
         self.metrics.observe_request("/health", 200, time.perf_counter() - t0)
+
+
+class _NoHealthAccessLog(logging.Filter):
+    """Drop uvicorn's access-log lines for /health (a load balancer polls it many times a second)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) >= 3 and str(args[2]).split("?", 1)[0] == "/health")
+
+
+def quiet_health_access_log() -> None:
+    """Keep the access log for real requests; call before ``uvicorn.run``."""
+    logging.getLogger("uvicorn.access").addFilter(_NoHealthAccessLog())
 
 
 # --------------------------------------------------------------------------- app

@@ -331,7 +331,7 @@ def serve(
             settings = settings.model_copy(update={"engine": "openai", "engine_url": url, "engine_model": None})
         with _status("loading model"):
             service = service_from_settings(settings)
-        uvicorn.run(asgi(service, settings), host=settings.host, port=settings.port,
+        uvicorn.run(asgi(service, settings, warm_up=settings.warm_up), host=settings.host, port=settings.port,
                     log_level=os.environ.get("LIFT_LOG_LEVEL", "info"))
     except LiftError as exc:
         raise _fail(exc) from None

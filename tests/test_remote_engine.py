@@ -40,6 +40,10 @@ def test_ir_through_the_remote_engine(remote):
     assert c.prompt_tokens > 100 and c.completion_tokens > 20  # usage reported faithfully
     assert remote.engine.model_name == "qwen2.5-coder-0.5b-instruct"  # discovered from /v1/models
     assert result.ir.metadata.model == "qwen2.5-coder-0.5b-instruct"
+    # The server's prefix cache, as reported in OpenAI's usage.prompt_tokens_details: a second IR
+    # request shares the system prompt and worked example with the first.
+    second = remote.generate_ir("a function that doubles a number").generation.completion
+    assert second.prompt_tokens - 40 <= second.cached_prompt_tokens < second.prompt_tokens
 
 
 def test_remote_truncation_and_errors(remote):

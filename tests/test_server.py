@@ -108,6 +108,19 @@ def test_model_work_runs_in_the_idle_scheduling_class(url):
     assert hot and all(after[tid][1] == os.SCHED_IDLE for tid in hot), (grew, after)
 
 
+def test_warm_up_prefills_the_shared_ir_prefix(service):
+    from lift_sys.inference.service import GenerateOptions
+
+    # Put an unrelated prompt in the engine's KV cache first.
+    service.generate("Say hi.", None, GenerateOptions(max_tokens=2))
+    with running(asgi(service, Settings(), warm_up=True)) as u:
+        r = httpx.post(u + "/v1/ir", json={"prompt": "a function that doubles a number"}, timeout=600)
+    assert r.status_code == 200
+    usage = r.json()["usage"]
+    # Only the request itself (and the chat template's tail) is new: the ~460-token prefix was prefilled.
+    assert usage["prompt_tokens"] > 300 and usage["cached_prompt_tokens"] >= usage["prompt_tokens"] - 40
+
+
 def test_ir_endpoint(url):
     r = httpx.post(url + "/v1/ir", json={"prompt": "a function that reverses a string"}, timeout=600)
     assert r.status_code == 200, r.text
@@ -209,6 +222,13 @@ def test_openai_client_json_schema_json_object_and_stream(url):
             finish = choice.finish_reason or finish
     assert json.loads("".join(pieces))["color"] in {"red", "green", "blue"}
     assert finish == "stop" and usage.completion_tokens > 0
+
+    again = client.chat.completions.create(
+        model="lift", messages=[{"role": "user", "content": "Pick a color."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": COLOR}}, temperature=0, max_tokens=40,
+    )
+    # The same prompt again: every prompt token's KV but the last (re-evaluated for fresh logits) is reused.
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
 
 
 def test_stream_reports_schema_errors_with_a_status(url):

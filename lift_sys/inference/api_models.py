@@ -16,6 +16,8 @@ class _Req(BaseModel):
 class Usage(BaseModel):
     prompt_tokens: int = Field(description="Tokens in the rendered prompt")
     completion_tokens: int = Field(description="Tokens generated (including grammar-forced ones)")
+    cached_prompt_tokens: int = Field(0, description="Prompt tokens whose KV cache was reused from the previous request "
+                                      "(the shared system prompt + worked example of every IR request)")
 
 
 class TimingsOut(BaseModel):

@@ -167,6 +167,9 @@ class HealthFastPath:
         self.metrics.observe_request("/health", 200, time.perf_counter() - t0)
 
 
+log = logging.getLogger("lift_sys.server")
+
+
 class _NoHealthAccessLog(logging.Filter):
     """Drop uvicorn's access-log lines for /health (a load balancer polls it many times a second)."""
 
@@ -195,11 +198,28 @@ def _timings(result: GenerationResult, queue_ms: float, t_start: float) -> m.Tim
 
 
 def _usage(result: GenerationResult) -> m.Usage:
-    return m.Usage(prompt_tokens=result.completion.prompt_tokens, completion_tokens=result.completion.completion_tokens)
+    c = result.completion
+    return m.Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                   cached_prompt_tokens=c.cached_prompt_tokens)
 
 
-def create_app(service: InferenceService, settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
-    """The HTTP app over ``service`` (which already holds a loaded engine)."""
+def _openai_usage(result: GenerationResult) -> dict[str, Any]:
+    """Usage in OpenAI's shape (what SGLang and vLLM send too), cached tokens included."""
+    c = result.completion
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": c.cached_prompt_tokens}}
+
+
+def create_app(service: InferenceService, settings: Settings | None = None, *, workers: int | None = None,
+               warm_up: bool = False) -> FastAPI:
+    """The HTTP app over ``service`` (which already holds a loaded engine).
+
+    ``warm_up``: queue :meth:`InferenceService.warm_up` as the first job, so
+    the shared IR prompt prefix is prefilled before the first real request
+    (which simply waits behind it if it comes sooner). ``lift-sys serve``
+    turns it on (``LIFT_WARM_UP``).
+    """
     settings = settings or Settings()
     metrics = Metrics()
     n_workers = workers or (1 if service.engine.vocabulary() is not None else 8)
@@ -210,6 +230,11 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
     # llama.cpp calls, so /health need not wait a full switch interval.
     sys.setswitchinterval(0.0005)
     metrics.bind(queue_depth=lambda: jobs.depth, service=service)
+    if warm_up:
+        warming = jobs.submit(lambda _queue_ms: service.warm_up())
+        warming.add_done_callback(
+            lambda f: f.exception() and log.warning("prompt warm-up failed (requests still work): %s", f.exception())
+        )
     engine_info = service.engine.info()
     default_max = min(settings.max_tokens_default, service.engine.context_length - 1)
 
@@ -423,7 +448,6 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
 
         gen, queue_ms = await run(request, job)
         metrics.observe_generation(gen, queue_ms)
-        usage = _usage(gen)
         return {
             "id": cid,
             "object": "chat.completion",
@@ -437,7 +461,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
                     "logprobs": None,
                 }
             ],
-            "usage": {**usage.model_dump(), "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+            "usage": _openai_usage(gen),
         }
 
     async def _stream_chat(request: Request, messages, grammar, opts, cid, created, model_name, include_usage):
@@ -494,8 +518,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
                         metrics.observe_generation(gen, queue_ms)
                         yield chunk({}, finish=gen.finish_reason)
                         if include_usage:
-                            u = _usage(gen).model_dump()
-                            yield chunk({}, usage={**u, "total_tokens": u["prompt_tokens"] + u["completion_tokens"]})
+                            yield chunk({}, usage=_openai_usage(gen))
                         break
                     else:
                         err = payload.to_dict() if isinstance(payload, errors.LiftError) else {"type": "internal", "message": str(payload)}
@@ -545,4 +568,4 @@ def app_from_env() -> ASGIApp:
     from lift_sys.inference.runtime import service_from_settings
 
     settings = Settings()
-    return asgi(service_from_settings(settings), settings)
+    return asgi(service_from_settings(settings), settings, warm_up=settings.warm_up)

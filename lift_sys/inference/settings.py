@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(20, ge=1, description="Requests waiting for the model beyond which the server answers 429")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body")
     max_tokens_default: int = Field(1024, ge=1, description="max_tokens when a request does not say")
+    warm_up: bool = Field(True, description="lift-sys serve: prefill the prompt prefix every IR request shares at start "
+                          "(the first request skips ~5 s of CPU prefill)")
     worker_priority: Literal["idle", "low", "normal"] = Field(
         "idle",
         description="CPU priority of the local model's worker threads: idle = SCHED_IDLE (any HTTP work preempts "

@@ -215,7 +215,7 @@ class OpenAIHTTPEngine:
     def _consume(self, resp: httpx.Response, t_start: float, on_text: OnText | None, cancel: CancelToken | None) -> Completion:
         pieces: list[str] = []
         finish: str | None = None
-        usage: dict[str, int] = {}
+        usage: dict[str, Any] = {}
         model = self._model or ""
         t_first: float | None = None
         for line in resp.iter_lines():
@@ -259,5 +259,7 @@ class OpenAIHTTPEngine:
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=finish,  # type: ignore[arg-type]
             timings=timings,
+            # SGLang/vLLM (and our server) report prefix-cache hits here; absent = unknown = 0
+            cached_prompt_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
             model=model,
         )

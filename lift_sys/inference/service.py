@@ -290,16 +290,21 @@ class InferenceService:
             self._counters.failures[kind] = self._counters.failures.get(kind, 0) + 1
 
     def warm_up(self) -> int:
-        """Prefill the prompt prefix every IR request shares; return the prompt tokens processed.
+        """Compile the IR and code grammars and prefill the prompt prefix every IR request shares.
 
-        Why: the system prompt + worked example are ~460 tokens, ~5 s of
-        prefill on a 2-core CPU. The local engine keeps the KV cache of the
-        longest common prefix between requests, so after this the first real
-        request starts decoding in ~50 ms instead of paying those 5 s. A
-        remote engine's server has its own prefix cache: nothing to do.
+        Returns the prompt tokens processed. Why: on a 2-core CPU the first
+        IR request otherwise pays ~1 s building the grammar backend's
+        tokenizer and compiling, and ~5 s prefilling the ~460-token system
+        prompt + worked example. The local engine keeps the KV cache of the
+        longest common prefix between requests, so afterwards the first real
+        request starts decoding in a few hundred ms (measured: TTFT 5.7 s ->
+        0.27 s, compile 0.97 s -> ~0). A remote engine's server has its own
+        caches: nothing to do.
         """
         if self.engine.vocabulary() is None:
             return 0
+        for grammar in (_IR_GRAMMAR, _CODE_GRAMMAR):
+            self.constraint_for(grammar)
         completion = self.engine.generate(ir_messages("warm-up"), SamplingParams(max_tokens=1, temperature=0.0))
         return completion.prompt_tokens - completion.cached_prompt_tokens
 

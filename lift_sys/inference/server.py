@@ -38,6 +38,8 @@ from lift_sys.inference.settings import Settings
 from lift_sys.inference.worker import GenerationQueue
 from lift_sys.ir.models import IRSpec
 
+log = logging.getLogger("lift_sys.server")
+
 STATUS: list[tuple[type[errors.LiftError], int]] = [
     (errors.PayloadTooLarge, 413),
     (errors.PromptTooLong, 413),
@@ -167,9 +169,6 @@ class HealthFastPath:
         self.metrics.observe_request("/health", 200, time.perf_counter() - t0)
 
 
-log = logging.getLogger("lift_sys.server")
-
-
 class _NoHealthAccessLog(logging.Filter):
     """Drop uvicorn's access-log lines for /health (a load balancer polls it many times a second)."""
 
@@ -231,10 +230,11 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
     sys.setswitchinterval(0.0005)
     metrics.bind(queue_depth=lambda: jobs.depth, service=service)
     if warm_up:
-        warming = jobs.submit(lambda _queue_ms: service.warm_up())
-        warming.add_done_callback(
-            lambda f: f.exception() and log.warning("prompt warm-up failed (requests still work): %s", f.exception())
-        )
+        def report(done: Any) -> None:
+            if done.exception() is not None:
+                log.warning("prompt warm-up failed (requests still work): %s", done.exception())
+
+        jobs.submit(lambda _queue_ms: service.warm_up()).add_done_callback(report)
     engine_info = service.engine.info()
     default_max = min(settings.max_tokens_default, service.engine.context_length - 1)
 

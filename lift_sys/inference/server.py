@@ -221,8 +221,8 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
     """
     settings = settings or Settings()
     metrics = Metrics()
-    n_workers = workers or (1 if service.engine.vocabulary() is not None else 8)
-    local = service.engine.vocabulary() is not None
+    local = service.engine.vocabulary() is not None  # in-process model (a remote engine only waits on the network)
+    n_workers = workers or (1 if local else 8)
     jobs = GenerationQueue(max_waiting=settings.max_queue, workers=n_workers, priority=settings.worker_priority if local else "normal")
     # Hand the GIL to the event loop sooner when it is waiting (default 5 ms):
     # the decode loop holds the GIL only for short Python steps between
@@ -330,10 +330,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
         opts = options(body.max_tokens, body.temperature, body.seed)
 
         def job(cancel: CancelToken, queue_ms: float):
-            generate = lambda ir_, o, feedback=None: service.generate_code(ir_, o, feedback=feedback, cancel=cancel)  # noqa: E731
-            from lift_sys.codegen.pipeline import generate_verified_code
-
-            return generate_verified_code(generate, ir, opts, attempts=body.attempts), queue_ms
+            return service.generate_verified_code(ir, opts, attempts=body.attempts, cancel=cancel), queue_ms
 
         piped, queue_ms = await run(request, job)
         return _code_response(piped, queue_ms, t0)
@@ -366,11 +363,9 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
         opts = options(body.max_tokens, 0.0, None, body.grammar_backend)
 
         def job(cancel: CancelToken, queue_ms: float):
-            from lift_sys.codegen.pipeline import generate_verified_code
-
             ir_result = service.generate_ir(body.prompt, opts, cancel=cancel)
-            generate = lambda ir_, o, feedback=None: service.generate_code(ir_, o, feedback=feedback, cancel=cancel)  # noqa: E731
-            return (ir_result, generate_verified_code(generate, ir_result.ir, opts, attempts=body.attempts)), queue_ms
+            piped = service.generate_verified_code(ir_result.ir, opts, attempts=body.attempts, cancel=cancel)
+            return (ir_result, piped), queue_ms
 
         (ir_result, piped), queue_ms = await run(request, job)
         code = _code_response(piped, queue_ms, t0)

@@ -266,13 +266,17 @@ class InferenceService:
         return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
 
     def generate_verified_code(self, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
-                               attempts: int = 3, on_attempt=None):
+                               attempts: int = 3, on_attempt=None, cancel: CancelToken | None = None):
         """IR -> code, verified in the sandbox against the IR, repaired up to ``attempts`` times."""
         from lift_sys.codegen.pipeline import generate_verified_code
 
         if attempts < 1:
             raise InvalidRequest("attempts must be >= 1")
-        return generate_verified_code(self.generate_code, ir, options, attempts=attempts, on_attempt=on_attempt)
+
+        def generate(ir_: IRSpec, opts: GenerateOptions, feedback: str | None = None) -> CodeResult:
+            return self.generate_code(ir_, opts, feedback=feedback, cancel=cancel)
+
+        return generate_verified_code(generate, ir, options, attempts=attempts, on_attempt=on_attempt)
 
     # ------------------------------------------------------------------ status
 

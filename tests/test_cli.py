@@ -73,3 +73,10 @@ def test_bad_input_is_one_line_error():
     assert r.returncode != 0 and "unknown grammar backend" in r.stderr
     r = run("ir", FIB, "--model", "gpt-17")
     assert r.returncode != 0 and "unknown model" in r.stderr
+
+
+def test_bad_setting_is_named():
+    env = dict(os.environ, LIFT_WORKER_PRIORITY="bogus")
+    r = subprocess.run([*LIFT, "config"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode != 0
+    assert "worker_priority" in r.stderr and "'idle', 'low' or 'normal'" in r.stderr

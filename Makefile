@@ -12,7 +12,7 @@ PIP    := $(VENV)/bin/pip
 LLAMA_CMAKE_ARGS := $(shell sh scripts/llama_cmake_args.sh)
 REQUEST ?= a function that returns the n-th Fibonacci number, raising ValueError for negative n
 
-.PHONY: run test bench install install-test clean
+.PHONY: run test bench install install-test sandbox clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,17 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --progress-bar off -e '.[model,xgrammar,dev,modal]'
 	touch $@
 
+# bubblewrap for the verification sandbox (apt as root; elsewhere a note and the process-level fallback)
+sandbox:
+	@sh scripts/install_bwrap.sh
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-run: install
+run: install sandbox
 	$(VENV)/bin/lift-sys ir "$(REQUEST)"
 
-test: install-test
+test: install-test sandbox
 	$(PY) -m pytest -ra
 
 bench: install-test

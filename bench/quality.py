@@ -26,6 +26,7 @@ from rich.table import Table
 
 from lift_sys.codegen.pipeline import generate_verified_code
 from lift_sys.codegen.prompt import CODE_SCHEMA
+from lift_sys.codegen.harness import PRELUDE
 from lift_sys.codegen.sandbox import Limits, run_python
 from lift_sys.errors import LiftError
 from lift_sys.inference.runtime import local_service
@@ -58,15 +59,16 @@ def direct_messages(prompt: str) -> list[dict[str, str]]:
     ]
 
 
-# Runs a HumanEval test program; prints a JSON verdict as its last line.
-TEST_HARNESS = r'''
-import json, sys
-payload = json.loads(sys.stdin.read())
+# Runs a HumanEval test program in the sandbox (the shared prelude: seccomp, captured prints, one
+# report on a private fd). The verdict is the program's own (HumanEval's asserts ran in-process):
+# fine for measuring a model, which is not trying to forge it.
+TEST_HARNESS = PRELUDE + r'''
 try:
     exec(compile(payload["program"], "humaneval.py", "exec"), {"__name__": "__main__"})
-    print(json.dumps({"passed": True}))
+    finish({"passed": True})
 except BaseException as e:
-    print(json.dumps({"passed": False, "error": "%s: %s" % (type(e).__name__, str(e)[:200])}))
+    d = describe_exception(e)
+    finish({"passed": False, "error": "%s: %s" % (d["raised"][0], d["message"])})
 '''
 
 
@@ -79,7 +81,7 @@ def run_tests(problem: dict, code: str | None) -> tuple[bool, str]:
     if not code:
         return False, "no code"
     program = _header(problem["prompt"]) + code + "\n\n" + problem["test"] + f"\ncheck({problem['entry_point']})\n"
-    r = run_python(TEST_HARNESS, {"program": program}, Limits(wall_s=20, cpu_s=10))
+    r = run_python(TEST_HARNESS, {"program": program, "output_cap": 1 << 20}, Limits(wall_s=20, cpu_s=10))
     if not r.ok:
         return False, r.reason
     return bool(r.payload.get("passed")), r.payload.get("error", "")

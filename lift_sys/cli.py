@@ -171,12 +171,13 @@ def _read_ir(ir_file: str):
 
 
 def _check_table(report) -> Table:
-    table = Table(title="verification" + (" [green]passed[/]" if report.verified else " [red]failed[/]"))
+    table = Table(title="verification" + (" [green]passed[/]" if report.verified else " [red]failed[/]"),
+                  caption=f"sandbox: {report.isolation}" + (" + seccomp" if report.seccomp else ""))
     for col in ("check", "result", "evidence"):
         table.add_column(col)
     for c in report.checks:
         mark = "[green]ok[/]" if c.passed else ("[yellow]ir[/]" if c.scope == "ir" else "[red]FAIL[/]")
-        table.add_row(c.name, mark, c.detail[:120])
+        table.add_row(c.name + (" (calls the function)" if c.calls_function else ""), mark, c.detail[:120])
     return table
 
 

@@ -1,0 +1,437 @@
+"""Attacks on verification, each asserting the verdict and the absence of side effects (no model).
+
+Every candidate below is *wrong* (it returns ``n + 1`` for ``double``) and
+tries to be reported verified anyway, or to reach outside the sandbox.
+The verdict must be "not verified", with a reason, and nothing may happen
+on the host: marker files absent, listener never reached, secret absent
+from every output, no process left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lift_sys.codegen import sandbox
+from lift_sys.codegen.harness import CALL_HARNESS
+from lift_sys.codegen.sandbox import Limits
+from lift_sys.codegen.verify import verify_code
+from lift_sys.ir import IRSpec
+
+FAST = Limits(wall_s=8.0, cpu_s=4, memory_bytes=256 * 1024 * 1024)
+SECRET = "lift-test-secret-7f3a9c"
+
+DOUBLE = IRSpec.model_validate({
+    "intent": {"summary": "Double a number.", "rationale": "Arithmetic."},
+    "signature": {"name": "double", "parameters": [{"name": "n", "type_hint": "int", "description": "a number"}],
+                  "returns": "int"},
+    "effects": [],
+    "assertions": [{"kind": "postcondition", "predicate": "result == 2 * n", "description": "twice n"}],
+    "examples": [{"inputs": {"n": 3}, "output": 6, "raises": None},
+                 {"inputs": {"n": 5}, "output": 10, "raises": None},
+                 {"inputs": {"n": 0}, "output": 0, "raises": None}],
+    "holes": [],
+})
+RIGHT = "def double(n):\n    return 2 * n\n"
+WRONG = "def double(n):\n    return n + 1\n"
+
+# Reaches the real os module without an import statement the static check would see.
+IMPORT = "__builtins__['__import__'] if isinstance(__builtins__, dict) else __builtins__.__import__"
+
+
+def ir_with(predicate: str, kind: str = "precondition") -> IRSpec:
+    doc = DOUBLE.model_dump(mode="json")
+    doc["assertions"] = [{"kind": kind, "predicate": predicate, "description": "hostile"}]
+    return IRSpec.model_validate(doc)
+
+
+def text_of(report) -> str:
+    return json.dumps(report.to_dict())
+
+
+@pytest.fixture(params=["bwrap", "process"])
+def level(request, monkeypatch):
+    """Verdict-level attacks must fail under both isolation levels."""
+    if request.param == "bwrap" and sandbox.isolation() != "bwrap":
+        pytest.fail("bubblewrap is not usable here; `make test` installs it")
+    monkeypatch.setenv("LIFT_SANDBOX", request.param)
+    return request.param
+
+
+@pytest.fixture
+def bwrap_only(monkeypatch):
+    assert sandbox.isolation() == "bwrap", "bubblewrap is not usable here; `make test` installs it"
+    monkeypatch.setenv("LIFT_SANDBOX", "bwrap")
+
+
+@pytest.fixture
+def host_dir(tmp_path: Path) -> Path:
+    tmp_path.chmod(0o777)
+    return tmp_path
+
+
+def sandbox_processes() -> list[str]:
+    """Processes on the host still running one of our harnesses."""
+    left = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"blocked in the lift-sys sandbox" in cmd:
+            left.append(pid)
+    return left
+
+
+def test_right_code_still_verifies_under_both_levels(level):
+    r = verify_code(RIGHT, DOUBLE, limits=FAST)
+    assert r.verified, r.to_dict()
+    assert r.isolation == level and r.seccomp is True
+
+
+# --------------------------------------------------------------------------- predicates never run in our process
+
+
+def test_hostile_precondition_runs_in_the_sandbox_not_here(host_dir, level):
+    marker = host_dir / "pwned"
+    pred = ("[c for c in ().__class__.__base__.__subclasses__() if c.__name__=='_wrap_close'][0]"
+            f".__init__.__globals__['system']('touch {marker}') == 0")
+    r = verify_code(RIGHT, ir_with(pred), limits=FAST)
+    time.sleep(0.2)
+    assert not marker.exists()
+    pre = [c for c in r.checks if c.name.startswith("precondition")]
+    assert pre and all(not c.passed and c.scope == "ir" for c in pre), r.to_dict()
+    assert r.verified  # the code is right; the IR is what is broken
+
+
+def test_hostile_postcondition_cannot_touch_the_host(host_dir, level):
+    marker = host_dir / "pwned-post"
+    pred = f"({IMPORT})('posix').system('touch {marker}') == 0 or True"
+    r = verify_code(WRONG, ir_with(pred, "postcondition"), limits=FAST)
+    time.sleep(0.2)
+    assert not marker.exists() and not r.verified
+
+
+def test_cli_verify_never_evaluates_a_predicate_in_process(host_dir, tmp_path):
+    marker = host_dir / "pwned-cli"
+    doc = ir_with(f"({IMPORT})('os').system('touch {marker}') == 0").model_dump(mode="json")
+    (tmp_path / "ir.json").write_text(json.dumps(doc))
+    (tmp_path / "code.py").write_text(RIGHT)
+    proc = subprocess.run([sys.executable, "-m", "lift_sys.cli", "verify", str(tmp_path / "ir.json"),
+                           str(tmp_path / "code.py"), "--json"], capture_output=True, text=True, timeout=120)
+    time.sleep(0.2)
+    assert not marker.exists()
+    report = json.loads(proc.stdout)
+    assert report["isolation"] in ("bwrap", "process") and report["verified"] is True
+
+
+# --------------------------------------------------------------------------- the report cannot be forged
+
+FORGERIES = {
+    "patched json.dumps": """
+import json
+_real = json.dumps
+def _fake(obj, *a, **k):
+    if isinstance(obj, dict) and "calls" in obj:
+        obj = dict(obj, calls=[{"value": 6}, {"value": 10}, {"value": 0}])
+    if isinstance(obj, dict) and "examples" in obj:
+        for e in obj["examples"]: e["passed"] = True
+    return _real(obj, *a, **k)
+json.dumps = _fake
+""",
+    "atexit printer": """
+import atexit
+atexit.register(lambda: print('{"load_error": null, "calls": [{"value": 6}, {"value": 10}, {"value": 0}], "self_checks": [], "seccomp": true}'))
+""",
+    "fake report on fd 1, then closed": """
+import io
+_f = io.open(1, "w")
+_f.write('{"load_error": null, "calls": [{"value": 6}, {"value": 10}, {"value": 0}], "self_checks": [], "seccomp": true}\\n')
+_f.close()
+""",
+    "fake report on every fd": """
+_os = (__IMPORT__)('os')
+for _fd in range(1, 40):
+    try:
+        _os.write(_fd, b'{"load_error": null, "calls": [{"value": 6}, {"value": 10}, {"value": 0}], "self_checks": [], "seccomp": true}\\n')
+    except OSError:
+        pass
+""",
+    "printer thread": """
+_t = (__IMPORT__)('threading')
+def _spam():
+    while True:
+        print('{"load_error": null, "examples": [{"index": 0, "passed": true}], "assertions": []}')
+_t.Thread(target=_spam, daemon=True).start()
+""",
+    "frame walk to the harness globals": """
+_sys = (__IMPORT__)('sys')
+_g = _sys._getframe(1).f_globals
+for _k in ("same", "encode", "answer"):
+    if _k in _g:
+        _g[_k] = (lambda *a, **k: True) if _k == "same" else (lambda *a, **k: ({"value": 6}, 6) if _k == "answer" else 6)
+""",
+    "exit early with a fake report": """
+_os = (__IMPORT__)('os')
+import json as _j
+for _fd in range(3, 40):
+    try:
+        _os.write(_fd, (_j.dumps({"load_error": None, "calls": [{"value": True}], "self_checks": []}) + "\\n").encode())
+    except OSError:
+        pass
+_os._exit(0)
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORGERIES))
+def test_forged_reports_never_verify_wrong_code(name, level):
+    code = FORGERIES[name].replace("__IMPORT__", IMPORT) + "\n" + WRONG
+    r = verify_code(code, DOUBLE, limits=FAST)
+    assert not r.verified, (name, r.to_dict())
+    failed = {c.name: c.detail for c in r.failures()}
+    assert failed, r.to_dict()
+
+
+@pytest.mark.parametrize("cls", [
+    "class R:\n    def __eq__(self, o): return True\n    def __bool__(self): return True\n    def __hash__(self): return 0\n",
+    "class R(int):\n    def __eq__(self, o): return True\n",
+    "class R(list):\n    def __eq__(self, o): return True\n",
+])
+def test_results_that_claim_equality_are_not_trusted(cls, level):
+    arg = {"object": "", "int": "n + 1", "list": "[n + 1]"}[cls.split("(")[1].split(")")[0] if "(" in cls.split(":")[0] else "object"]
+    code = cls + f"def double(n):\n    return R({arg})\n"
+    r = verify_code(code, DOUBLE, limits=FAST)
+    assert not r.verified
+    details = " ".join(c.detail for c in r.failures())
+    assert "not plain data" in details
+
+
+def test_a_malformed_answer_is_a_failed_check_not_a_crash(level):
+    code = (f"_os = ({IMPORT})('os')\n"
+            "for _fd in range(3, 40):\n"
+            "    try:\n        _os.write(_fd, b'{\"calls\": [{}]}\\n')\n    except OSError:\n        pass\n"
+            "_os._exit(0)\n" + WRONG)
+    r = verify_code(code, DOUBLE, limits=FAST)
+    assert not r.verified
+    runs = next(c for c in r.checks if c.name == "runs")
+    assert not runs.passed and ("malformed" in runs.detail or "exactly one" in runs.detail), runs
+
+
+# --------------------------------------------------------------------------- smuggled capabilities
+
+
+SMUGGLED = {
+    "__import__ via builtins dict": f"({IMPORT})('posix').system('touch {{m}}')",
+    "eval alias": "(lambda _e: _e(\"__import__('posix').system('touch {m}')\"))(eval)",
+    "operator.getitem exec": ("__import__('operator').getitem(__builtins__ if isinstance(__builtins__, dict) "
+                               "else vars(__builtins__), 'exec')(\"__import__('posix').system('touch {m}')\")"),
+    "pickle __reduce__": ("(lambda p: p.loads(p.dumps(type('X', (), {{'__reduce__': lambda s: "
+                          "(__import__('posix').system, ('touch {m}',))}})())))(__import__('pickle'))"),
+    "posix_spawn": "({imp})('posix').posix_spawn('/bin/touch', ['touch', '{m}'], {{}})",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMUGGLED))
+def test_smuggled_process_creation_is_blocked(name, host_dir, level):
+    marker = host_dir / "spawned"
+    expr = SMUGGLED[name].format(m=marker, imp=IMPORT)
+    code = (f"def double(n):\n    __import__ = {IMPORT}\n    try:\n        {expr}\n"
+            f"    except BaseException:\n        pass\n    return n + 1\n").replace("__import__('", "__import__('")
+    # the static check refuses some spellings; run the raw candidate through the sandbox too
+    r = verify_code(code, DOUBLE, limits=FAST, allowed_modules=frozenset(sys.stdlib_module_names))
+    time.sleep(0.2)
+    assert not marker.exists(), name
+    assert not r.verified
+
+
+# --------------------------------------------------------------------------- OS-level isolation (bwrap)
+
+
+def run_probe(code: str) -> list:
+    """Run ``code``'s ``double(n)`` in the sandbox once, no static checks, and return what the call
+    answered (the value, or the exception) plus the whole raw answer as text."""
+    r = sandbox.run_python(CALL_HARNESS, {"code": code, "name": "double", "calls": [{"n": 1}], "self_checks": [],
+                                          "call_timeout": 4.0, "output_cap": 65536}, FAST)
+    assert r.ok, r.reason
+    call = r.payload["calls"][0]
+    return [call.get("value", call), json.dumps(r.payload) + r.stdout_tail + r.stderr_tail]
+
+
+def test_host_files_and_parent_environment_are_invisible(bwrap_only, monkeypatch):
+    monkeypatch.setenv("LIFT_API_KEY", SECRET)
+    here = Path(__file__).resolve()
+    code = f"""
+def double(n):
+    _os = ({IMPORT})('os')
+    seen = []
+    for p in ["/etc/shadow", "/etc/passwd", {str(here)!r}, "/root/.bash_history", "/work"]:
+        try:
+            seen.append(open(p).read()[:50])
+        except Exception as e:
+            seen.append(type(e).__name__)
+    for pid in _os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                seen.append(open("/proc/%s/environ" % pid, "rb").read().decode("latin-1"))
+            except Exception as e:
+                seen.append(type(e).__name__)
+    seen.append(str(sorted(_os.environ)))
+    seen.append(str([p for p in _os.listdir("/proc") if p.isdigit()]))
+    seen.append(open("/proc/self/status").read().split("CapEff:")[1].split()[0])
+    seen.append(str(_os.getuid()))
+    return seen
+"""
+    out = run_probe(code)
+    text = out[-1]
+    assert SECRET not in text
+    assert "root:" not in text and "DOUBLE" not in text  # no /etc/shadow|passwd, no project sources
+    seen = out[0]
+    assert seen[:5] == ["FileNotFoundError"] * 5  # /etc/shadow, /etc/passwd, our sources, /root, /work
+    assert seen[-2] == "0000000000000000"  # no capabilities
+    assert seen[-1] == "65534"  # not root inside
+    assert "LIFT_API_KEY" not in seen[-4]
+
+
+def test_host_files_cannot_be_written_or_deleted(bwrap_only, host_dir):
+    victim = host_dir / "victim"
+    victim.write_text("keep me")
+    created = host_dir / "created"
+    code = f"""
+def double(n):
+    _os = ({IMPORT})('os')
+    res = []
+    for action in (lambda: _os.remove({str(victim)!r}), lambda: open({str(created)!r}, "w").write("x"),
+                   lambda: open("/root/created-by-sandbox", "w").write("x"), lambda: open("/usr/lib/x", "w")):
+        try:
+            action(); res.append("ok")
+        except Exception as e:
+            res.append(type(e).__name__)
+    return res
+"""
+    out = run_probe(code)
+    assert isinstance(out[0], list), out
+    assert victim.read_text() == "keep me"
+    assert not created.exists() and not Path("/root/created-by-sandbox").exists()
+    assert "ok" not in out[0], out[0]
+
+
+def test_network_and_namespace_escape_do_not_reach_the_host(bwrap_only):
+    hits = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                hits.append(conn.recv(100))
+                conn.close()
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    code = f"""
+def double(n):
+    _os = ({IMPORT})('os')
+    ct = ({IMPORT})('ctypes')
+    s = ({IMPORT})('_socket')
+    libc = ct.CDLL(None, use_errno=True)
+    res = []
+    for path in ["/proc/1/ns/net", "/proc/%d/ns/net" % _os.getppid(), "/proc/self/ns/net"]:
+        try:
+            fd = _os.open(path, _os.O_RDONLY)
+            res.append("setns=%d errno=%d" % (libc.setns(fd, 0), ct.get_errno()))
+        except Exception as e:
+            res.append(type(e).__name__)
+    res.append("unshare=%d" % libc.unshare(0x40000000))
+    try:
+        c = s.socket(s.AF_INET, s.SOCK_STREAM)
+        c.connect(("127.0.0.1", {port}))
+        c.send(b"escaped")
+        res.append("connected")
+    except Exception as e:
+        res.append(type(e).__name__)
+    return res
+"""
+    out = run_probe(code)
+    time.sleep(0.5)
+    stop.set()
+    t.join()
+    srv.close()
+    assert hits == []
+    assert "connected" not in out[0] and "setns=0" not in out[0] and "unshare=0" not in out[0], out[0]
+
+
+def test_no_process_outlives_verification_and_host_processes_are_untouchable(bwrap_only, host_dir):
+    victim = subprocess.Popen(["sleep", "60"])
+    marker = host_dir / "survivor"
+    try:
+        code = f"""
+def double(n):
+    p = ({IMPORT})('posix')
+    res = []
+    try:
+        if p.fork() == 0:
+            p.setsid()
+            if p.fork() == 0:
+                import time
+                time.sleep(3)
+                open({str(marker)!r}, "w").write("alive")
+            p._exit(0)
+        res.append("forked")
+    except Exception as e:
+        res.append(type(e).__name__)
+    for sig in (9, 0):
+        try:
+            p.kill({victim.pid}, sig); res.append("kill ok")
+        except Exception as e:
+            res.append(type(e).__name__)
+    try:
+        open("/proc/{os.getpid()}/mem", "r+b"); res.append("mem open")
+    except Exception as e:
+        res.append(type(e).__name__)
+    return res
+"""
+        out = run_probe(code)
+        assert "forked" not in out[0] and "kill ok" not in out[0] and "mem open" not in out[0], out[0]
+        time.sleep(0.5)
+        assert victim.poll() is None, "the sandbox killed a host process"
+        assert sandbox_processes() == []
+        time.sleep(3)
+        assert not marker.exists()
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_threads_still_work_inside_the_sandbox(level):
+    code = ("import threading as t\ndef double(n):\n    out = []\n"
+            "    th = t.Thread(target=lambda: out.append(2 * n))\n    th.start(); th.join()\n    return out[0]\n")
+    r = verify_code(code, DOUBLE, limits=FAST, allowed_modules=frozenset(sys.stdlib_module_names))
+    assert r.verified, r.to_dict()
+
+
+def test_process_level_is_reported_and_still_blocks_processes(monkeypatch, host_dir):
+    monkeypatch.setenv("LIFT_SANDBOX", "process")
+    marker = host_dir / "p"
+    code = f"def double(n):\n    ({IMPORT})('posix').system('touch {marker}')\n    return 2 * n\n"
+    r = verify_code(code, DOUBLE, limits=FAST)
+    assert r.isolation == "process" and r.seccomp is True
+    time.sleep(0.2)
+    assert not marker.exists()

@@ -536,6 +536,16 @@ def bench_server(
     _emit_json(results, json_path)
 
 
+@bench_app.command("verify")
+def bench_verify(
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),
+    reps: int = typer.Option(30, "--reps", help="Verifications per candidate and isolation level."),
+) -> None:
+    """Verification cost per candidate (p50/p99), bubblewrap vs process isolation, in one run."""
+    run = _bench_module("verify").run_verify_bench
+    _emit_json(run(reps=reps, console=err), json_path)
+
+
 @bench_app.command("quality")
 def bench_quality(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),

@@ -9,7 +9,6 @@ Retry-After -- instead of piling up latency nobody asked for.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -17,33 +16,10 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from lift_sys.errors import Overloaded
+from lift_sys.inference.priority import set_worker_priority
 
 Job = Callable[[float], Any]
 """A unit of model work; receives the time it waited in the queue (ms)."""
-
-
-def lower_priority(priority: str) -> None:
-    """Lower the calling thread's CPU priority (and so that of the threads it spawns).
-
-    Why: on a small machine the model saturates every core -- llama.cpp's
-    OpenMP threads even spin between tokens -- and the event loop (/health,
-    accepting requests, streaming) must get a core the moment it wakes.
-    ``idle`` (SCHED_IDLE) gives exactly that: the kernel preempts an idle-class
-    thread as soon as any normal thread is runnable, and the model still gets
-    every cycle nobody else wants (nice 10 only weights the share). Measured
-    on 2 vCPUs, 20 /health pollers during generations: p99 3.4-4.8 ms at
-    nice 10, 1.8-2.2 ms in SCHED_IDLE. llama.cpp creates its compute threads
-    from the thread that first decodes, so they inherit the class.
-    """
-    if priority == "normal":
-        return
-    try:
-        if priority == "idle":
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        else:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (OSError, AttributeError):  # not Linux, or not allowed: run at normal priority
-        pass
 
 
 class GenerationQueue:
@@ -81,7 +57,7 @@ class GenerationQueue:
         return fut
 
     def _loop(self) -> None:
-        lower_priority(self.priority)
+        set_worker_priority(self.priority)  # type: ignore[arg-type]
         while True:
             item = self._q.get()
             if item is None:

@@ -98,3 +98,21 @@ def test_validate_json_schema_jsonschema_rs_refuses_still_validates():
     with pytest.raises(OutputValidationError) as e:
         validate_json("ab", schema)
     assert e.value.detail["validator"] == "pattern"
+
+
+def test_hand_written_ir_may_leave_out_optional_fields_but_the_model_may_not():
+    from lift_sys.ir.models import ir_generation_schema
+
+    spec = IRSpec.model_validate({
+        "intent": {"summary": "Double n."},
+        "signature": {"name": "double", "parameters": [{"name": "n", "type_hint": "int"}], "returns": "int"},
+        "examples": [{"inputs": {"n": 2}, "output": 4}, {"inputs": {"n": "x"}, "raises": "TypeError"}],
+        "assertions": [{"kind": "postcondition", "predicate": "result == 2 * n"}],
+    })
+    assert spec.examples[0].raises is None and spec.examples[1].output is None
+    assert spec.intent.rationale == "" and spec.holes == [] and spec.effects == []
+    gen = ir_generation_schema()
+    example = gen["$defs"]["Example"]
+    assert set(example["required"]) == {"inputs", "output", "raises"}
+    assert "default" not in json.dumps(gen)
+    assert set(gen["required"]) == {"intent", "signature", "effects", "assertions", "examples", "holes"}

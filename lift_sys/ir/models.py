@@ -64,15 +64,15 @@ class Intent(_Strict):
     """What the function is for, in words."""
 
     summary: Text = Field(description="One sentence: what the function does.")
-    rationale: Text = Field(description="Why it exists / how it should behave in edge cases.")
+    rationale: Text = Field("", description="Why it exists / how it should behave in edge cases.")
 
 
 class Parameter(_Strict):
     """One positional-or-keyword parameter."""
 
     name: Identifier = Field(description="snake_case parameter name.")
-    type_hint: ShortText = Field(description="A Python annotation, e.g. 'int' or 'list[str]'.")
-    description: Text = Field(description="What the parameter means.")
+    type_hint: ShortText = Field("Any", description="A Python annotation, e.g. 'int' or 'list[str]'.")
+    description: Text = Field("", description="What the parameter means.")
 
 
 class Signature(_Strict):
@@ -113,16 +113,16 @@ class Assertion(_Strict):
 
     kind: AssertionKind
     predicate: ShortText = Field(description="Python boolean expression over parameters and `result`.")
-    description: Text
+    description: Text = ""
 
 
 class Example(_Strict):
     """A concrete call: inputs by parameter name, and the output or the exception."""
 
     inputs: dict[str, JsonValue] = Field(description="Argument values by parameter name (JSON).")
-    output: JsonValue = Field(description="Expected return value (JSON), null when it raises.")
+    output: JsonValue = Field(None, description="Expected return value (JSON), null when it raises.")
     raises: Optional[ExceptionName] = Field(
-        description="Exception class name when the call raises, else null."
+        None, description="Exception class name when the call raises, else null."
     )
 
 
@@ -147,10 +147,10 @@ class IRSpec(_Strict):
 
     intent: Intent
     signature: Signature
-    effects: list[Effect] = Field(max_length=6)
-    assertions: list[Assertion] = Field(max_length=8)
-    examples: list[Example] = Field(max_length=6)
-    holes: list[Hole] = Field(max_length=6)
+    effects: list[Effect] = Field(default_factory=list, max_length=6)
+    assertions: list[Assertion] = Field(default_factory=list, max_length=8)
+    examples: list[Example] = Field(default_factory=list, max_length=6)
+    holes: list[Hole] = Field(default_factory=list, max_length=6)
 
 
 class IRMetadata(_Strict):
@@ -203,11 +203,31 @@ def _strip_titles(node: Any) -> None:
             _strip_titles(item)
 
 
+def _require_everything(node: Any) -> None:
+    """Every property required, no ``default``: the model writes every field.
+
+    The pydantic models give optional fields defaults so a hand-written IR
+    may leave out ``"raises": null`` or a rationale; the *generation*
+    schema still asks the model for all of them (same grammar as before).
+    """
+    if isinstance(node, dict):
+        node.pop("default", None)
+        if isinstance(node.get("properties"), dict):
+            node["required"] = list(node["properties"])
+        for value in node.values():
+            _require_everything(value)
+    elif isinstance(node, list):
+        for item in node:
+            _require_everything(item)
+
+
 @lru_cache(maxsize=None)
 def _schema_json(model_name: str) -> dict[str, Any]:
     model = {"IRSpec": IRSpec, "IR": IR}[model_name]
     schema = model.model_json_schema(schema_generator=_NoTitles)
     schema.setdefault("$defs", {})["JsonValue"] = JSON_VALUE_DEF
+    if model_name == "IRSpec":
+        _require_everything(schema)
     return schema
 
 

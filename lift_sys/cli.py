@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lift_sys import __version__
 from lift_sys.errors import LiftError, TruncatedOutput
@@ -160,14 +161,18 @@ def ir(
 
 
 def _read_ir(ir_file: str):
+    """An IR document from a file (or ``-``): a clean one-line error for anything that is not one."""
     from lift_sys.ir.models import IRSpec
 
     try:
-        raw = sys.stdin.read() if ir_file == "-" else Path(ir_file).read_text()
+        raw = sys.stdin.read() if ir_file == "-" else Path(ir_file).read_text(encoding="utf-8")
         doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
         return IRSpec.model_validate({k: v for k, v in doc.items() if k != "metadata"})
-    except (OSError, ValueError) as exc:
-        raise _fail(f"cannot read an IR from {ir_file}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:  # pydantic's ValidationError is a ValueError
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise _fail(f"cannot read an IR from {ir_file}: {first}") from None
 
 
 def _check_table(report) -> Table:
@@ -175,9 +180,9 @@ def _check_table(report) -> Table:
                   caption=f"sandbox: {report.isolation}" + (" + seccomp" if report.seccomp else ""))
     for col in ("check", "result", "evidence"):
         table.add_column(col)
-    for c in report.checks:
+    for c in report.checks:  # names and evidence come from untrusted code and IRs: never markup
         mark = "[green]ok[/]" if c.passed else ("[yellow]ir[/]" if c.scope == "ir" else "[red]FAIL[/]")
-        table.add_row(c.name + (" (calls the function)" if c.calls_function else ""), mark, c.detail[:120])
+        table.add_row(Text(c.name + (" (calls the function)" if c.calls_function else "")), mark, Text(c.detail[:120]))
     return table
 
 
@@ -272,9 +277,11 @@ def verify(
 
     spec = _read_ir(ir_file)
     try:
-        source = code_file.read_text()
+        source = code_file.read_bytes().decode("utf-8")
     except OSError as exc:
         raise _fail(f"cannot read {code_file}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{code_file} is not UTF-8 text (byte {exc.start}); verification reads Python source as UTF-8") from None
     report = verify_code(source, spec)
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")

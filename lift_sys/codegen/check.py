@@ -34,6 +34,8 @@ def check_code_against_ir(code: str, ir: IRSpec) -> list[CodeCheck]:
         tree = ast.parse(code)
     except SyntaxError as exc:
         return [CodeCheck("parses", False, f"line {exc.lineno}: {exc.msg}")]
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, nesting beyond the parser
+        return [CodeCheck("parses", False, f"{type(exc).__name__}: {str(exc)[:120] or 'too deeply nested'}")]
     checks = [CodeCheck("parses", True)]
     want = ir.signature.name
     fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]

@@ -9,10 +9,16 @@ unprivileged sandbox Flatpak uses; ~90 ms per start measured here):
 * new user (uid/gid 65534 inside, no capabilities, no further user
   namespaces), PID, network, mount, IPC, UTS and cgroup namespaces;
 * a filesystem of only the interpreter, its standard library (site-packages
-  hidden under an empty tmpfs) and the shared libraries under ``/usr/lib``,
-  all read-only; no ``/etc``, no ``/home``, no ``/root``, no project
-  sources, no shell; its own ``/proc`` (it sees only its own PIDs, so no
-  ``/proc/<parent>/environ`` or ``/proc/<parent>/mem``) and a minimal ``/dev``;
+  hidden under an empty read-only dir) and the shared libraries under
+  ``/usr/lib``, all read-only; no ``/etc``, no ``/home``, no ``/root``, no
+  project sources, no shell, no ``/proc`` at all, and of ``/dev`` only
+  null, zero, random and urandom;
+* ``--as-pid-1``: the sandboxed interpreter is PID 1 of its namespace.
+  Why: with bwrap's own reaper as PID 1, that reaper ran *without* our
+  seccomp filter, as the same uid, dumpable -- the red team opened its
+  ``/proc/1/mem``, rewrote its code, and left unfiltered processes running
+  after verification said "verified". Now there is no other process in
+  the sandbox, and no ``/proc`` to reach one through;
 * a private 16 MiB tmpfs as ``/tmp`` and cwd; the root itself read-only;
 * a cleared environment (the server's ``LIFT_API_KEY`` is not there);
 * ``--die-with-parent``, ``--new-session`` (no TIOCSTI into our terminal);
@@ -24,9 +30,11 @@ own session with a scrubbed environment, in a fresh network namespace when
 ``unshare -n`` works. Weaker -- same uid as the caller, the host filesystem
 readable -- and every report says which level was in force.
 
-In both, before any untrusted text is loaded, the harness installs the
-seccomp filter of :mod:`lift_sys.codegen.seccomp` (no exec, no fork, no
-sockets, no namespaces, no ptrace) and the parent sets rlimits (CPU, address
+In both, before any untrusted text is loaded, the harness restricts itself
+with Landlock (read only the interpreter and libraries, write only its tmp
+dir, no TCP, no signals outside itself -- see :mod:`lift_sys.codegen.harness`)
+and installs the seccomp filter of :mod:`lift_sys.codegen.seccomp` (no exec,
+no fork, no sockets, no namespaces, no ptrace); the parent sets rlimits (CPU, address
 space, file size, open files, no core dumps), a wall-clock timeout that kills
 the whole process group, and a cap on everything printed.
 
@@ -90,34 +98,56 @@ class SandboxUnavailable(RuntimeError):
 # --------------------------------------------------------------------------- isolation
 
 
-def _interpreter_binds() -> list[str]:
-    """bwrap arguments that make the base interpreter and its stdlib (nothing else of Python) visible."""
+def _interpreter_paths() -> list[tuple[str, str]]:
+    """(host path, path inside) of the base interpreter, its stdlib and, in a shared build, libpython."""
     exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    args = ["--ro-bind", exe, exe]
     stdlib = os.path.realpath(os.path.dirname(os.__file__))  # the base interpreter's, even from a venv
-    args += ["--ro-bind", stdlib, stdlib]
-    for sub in ("site-packages", "dist-packages"):
-        if os.path.isdir(os.path.join(stdlib, sub)):
-            args += ["--tmpfs", os.path.join(stdlib, sub)]  # hide third-party packages
-    # a shared-library build keeps libpython next to the stdlib (e.g. <prefix>/lib/libpython3.11.so)
+    paths = [(exe, exe), (stdlib, stdlib)]
     libdir = sysconfig.get_config_var("LIBDIR")
     ldlib = sysconfig.get_config_var("LDLIBRARY")
     if libdir and ldlib and sysconfig.get_config_var("Py_ENABLE_SHARED"):
         lib = os.path.join(libdir, ldlib)
         if os.path.exists(lib) and not lib.startswith("/usr/lib"):
-            args += ["--ro-bind", os.path.realpath(lib), lib]
+            paths.append((os.path.realpath(lib), lib))
+    return paths
+
+
+_SYSTEM_LIBS = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib")
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+
+
+def _interpreter_binds() -> list[str]:
+    """bwrap arguments that make the base interpreter and its stdlib (nothing else of Python) visible."""
+    args: list[str] = []
+    for host, inside in _interpreter_paths():
+        args += ["--ro-bind", host, inside]
+    stdlib = _interpreter_paths()[1][1]
+    for sub in ("site-packages", "dist-packages"):
+        if os.path.isdir(os.path.join(stdlib, sub)):  # hide third-party packages under an empty read-only dir
+            path = os.path.join(stdlib, sub)
+            args += ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
     return args
 
 
 def _system_lib_binds() -> list[str]:
     """The C libraries (libc, libffi, libz ...) read-only; merged-/usr symlinks recreated as symlinks."""
     args: list[str] = []
-    for path in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib"):
+    for path in _SYSTEM_LIBS:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
+    for dev in _DEVICES:  # no /dev tmpfs (its /dev/shm would be writable): just the devices Python uses
+        if os.path.exists(dev):
+            args += ["--dev-bind", dev, dev]
     return args
+
+
+def landlock_rules(tmp: str) -> dict[str, list[str]]:
+    """What the harness's Landlock ruleset allows: read the interpreter and libraries, write ``tmp``."""
+    read = [inside for _, inside in _interpreter_paths()]
+    read += [p for p in _SYSTEM_LIBS if os.path.exists(p)] + [d for d in _DEVICES if os.path.exists(d)]
+    return {"read": read, "write": [tmp, "/dev/null"]}
 
 
 def bwrap_argv(limits: Limits) -> list[str]:
@@ -126,11 +156,10 @@ def bwrap_argv(limits: Limits) -> list[str]:
         raise SandboxUnavailable("bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
     return [
         exe,
-        "--unshare-all", "--unshare-user", "--disable-userns",
+        "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1",
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
         "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
         *_system_lib_binds(), *_interpreter_binds(),
-        "--proc", "/proc", "--dev", "/dev",
         "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp",
         "--remount-ro", "/",
         "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
@@ -222,9 +251,10 @@ def run_python(script: str, stdin_payload: dict, limits: Limits = Limits(), *,
     """
     level = level or isolation()
     program = filter_program()
-    payload = dict(stdin_payload, seccomp=program.hex() if program else "")
     exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
     with tempfile.TemporaryDirectory(prefix="lift-sandbox-") as tmp:
+        payload = dict(stdin_payload, seccomp=program.hex() if program else "",
+                       landlock=landlock_rules("/tmp" if level == "bwrap" else tmp))
         if level == "bwrap":
             cmd = [*bwrap_argv(limits), exe, "-I", "-S", "-B", "-c", script]
             env = {"PATH": "/usr/bin:/bin"}
@@ -320,8 +350,8 @@ def _run(cmd: list[str], env: dict, cwd: str, stdin: bytes, limits: Limits, leve
         else:
             try:
                 payload = json.loads(lines[0])
-            except ValueError:
-                reason = "malformed answer: stdout is not JSON"
+            except (ValueError, RecursionError):
+                reason = "malformed answer: stdout is not JSON (or nested too deep)"
     return SandboxResult(not reason, reason, payload, stdout[-500:], stderr[-1000:], seconds, level, rc)
 
 

@@ -27,14 +27,17 @@ finding (``scope="ir"``) too.
 from __future__ import annotations
 
 import ast
+import builtins
+import json
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Literal
 
 from lift_sys.codegen.check import CodeCheck, check_code_against_ir
 from lift_sys.codegen.harness import CALL_HARNESS, PREDICATE_HARNESS
-from lift_sys.codegen.sandbox import Limits, run_python
+from lift_sys.codegen.sandbox import Limits, SandboxResult, run_python
 from lift_sys.codegen.sandbox import isolation as sandbox_isolation
 from lift_sys.ir.models import IRSpec
 
@@ -70,6 +73,7 @@ class VerificationReport:
     sandbox_seconds: float = 0.0
     isolation: str = "process"  # "bwrap" | "process": the sandbox level in force
     seccomp: bool = False  # the harness confirmed its seccomp filter was installed
+    landlock: int = 0  # the Landlock ABI the harness restricted itself with (0: none)
 
     @property
     def verified(self) -> bool:
@@ -90,7 +94,8 @@ class VerificationReport:
     def to_dict(self) -> dict:
         return {"verified": self.verified, "passed": self.passed, "total": sum(c.scope == "code" for c in self.checks),
                 "checks": [c.to_dict() for c in self.checks], "sandbox_seconds": round(self.sandbox_seconds, 3),
-                "isolation": self.isolation, "seccomp": self.seccomp}
+                "ir_findings": sum(c.scope == "ir" and not c.passed for c in self.checks),
+                "isolation": self.isolation, "seccomp": self.seccomp, "landlock": self.landlock}
 
 
 def check_imports(tree: ast.AST, allowed: Iterable[str]) -> list[str]:
@@ -115,54 +120,109 @@ def check_imports(tree: ast.AST, allowed: Iterable[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- judging sandbox answers
 
+MAX_CODE_CHARS = 100_000  # generated functions are a few KB; parsing 5 MB took 19 s and 2.5 GB here
 MAX_PREDICATE_CHARS = 2000
+MAX_CALL_ROUNDS = 4  # predicate -> function -> predicate round trips for checks that call the function
+_BUILTIN_EXCEPTIONS = frozenset(n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException))
+
+
+def _plain(v: object) -> object:
+    """A sandbox value as Python shows it (tags back to tuple/set/float, escaped keys back)."""
+    tag = _tag(v)
+    if tag == "$float":
+        return float(v["$float"]) if v["$float"] in ("nan", "inf", "-inf") else v  # type: ignore[index]
+    if tag == "$tuple":
+        return tuple(_plain(x) for x in v["$tuple"])  # type: ignore[index]
+    if tag == "$set":
+        try:
+            return set(_plain(x) for x in v["$set"])  # type: ignore[index]
+        except TypeError:
+            return v
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {(k[1:] if k.startswith("$$") else k): _plain(x) for k, x in v.items()}
+    return v
 
 
 def _short(v: object, n: int = 200) -> str:
-    r = repr(v)
+    try:
+        r = repr(_plain(v))
+    except RecursionError:
+        r = "<nested too deep to show>"
     return r if len(r) <= n else r[:n] + "..."
 
 
-def _number(v: object) -> bool:
-    return type(v) in (int, float)
+def _tag(v: object) -> str | None:
+    return next(iter(v)) if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("$float", "$tuple", "$set") else None
 
 
-def same(actual: object, expected: object) -> bool:
-    """Type-strict equality of a sandbox answer (plain JSON, ``{"$set"|"$float": ...}`` tags)
-    with an IR value: a bool is not a number, ``None`` only equals ``None``, int and float
-    compare numerically (1e-9 relative), a set equals a list with the same items in any order."""
-    if isinstance(actual, dict) and set(actual) == {"$float"}:
-        return False  # NaN / infinity never equal an IR value (JSON has neither)
-    if isinstance(actual, dict) and set(actual) == {"$set"} and isinstance(actual["$set"], list):
-        if not isinstance(expected, list) or len(actual["$set"]) != len(expected):
+def escape_keys(v: object) -> object:
+    """An IR value in the sandbox's encoding (dict keys starting with ``$`` get one more ``$``)."""
+    if isinstance(v, list):
+        return [escape_keys(x) for x in v]
+    if isinstance(v, dict):
+        return {("$" + k if k.startswith("$") else k): escape_keys(x) for k, x in v.items()}
+    return v
+
+
+def same(actual: object, expected: object, returns: str = "") -> bool:
+    """Type-strict equality of a sandbox answer with an IR value (already in the sandbox's encoding).
+
+    A bool is not a number; ``None`` only equals ``None``; two ints compare exactly; a float
+    on either side compares with 1e-9 relative tolerance; NaN/infinity equal nothing (JSON has
+    neither). JSON has no tuple or set: a tuple equals a list only when the IR's return type
+    mentions ``tuple``, a set equals a list with the same items in any order only when it
+    mentions ``set``."""
+    tag = _tag(actual)
+    if tag == "$float":
+        return False
+    if tag == "$tuple":
+        return "tuple" in returns.lower() and isinstance(expected, list) and same(actual["$tuple"], expected, returns)  # type: ignore[index]
+    if tag == "$set":
+        items = actual["$set"]  # type: ignore[index]
+        if "set" not in returns.lower() or not isinstance(expected, list) or len(items) != len(expected):
             return False
         rest = list(expected)
-        for item in actual["$set"]:
-            hit = next((k for k, e in enumerate(rest) if same(item, e)), None)
+        for item in items:
+            hit = next((k for k, e in enumerate(rest) if same(item, e, returns)), None)
             if hit is None:
                 return False
             rest.pop(hit)
         return True
     if type(actual) is bool or type(expected) is bool:
         return type(actual) is bool and type(expected) is bool and actual is expected
-    if _number(actual) and _number(expected):
+    if type(actual) is int and type(expected) is int:
+        return actual == expected
+    if type(actual) in (int, float) and type(expected) in (int, float):
         return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12)  # type: ignore[arg-type]
     if actual is None or expected is None:
         return actual is None and expected is None
     if type(actual) is str or type(expected) is str:
         return type(actual) is str and actual == expected
     if isinstance(actual, list) and isinstance(expected, list):
-        return len(actual) == len(expected) and all(same(a, e) for a, e in zip(actual, expected))
+        return len(actual) == len(expected) and all(same(a, e, returns) for a, e in zip(actual, expected))
     if isinstance(actual, dict) and isinstance(expected, dict):
-        return actual.keys() == expected.keys() and all(same(actual[k], expected[k]) for k in actual)
+        return actual.keys() == expected.keys() and all(same(actual[k], expected[k], returns) for k in actual)
     return False
+
+
+def raised_matches(outcome: dict, expected: str) -> bool:
+    """Did the call raise ``expected``? A built-in name needs the genuine built-in class in the MRO
+    (a home-made ``class TypeError(Exception)`` is not one); another name matches by class name."""
+    short = expected.split(".")[-1]
+    if "raised" not in outcome:
+        return False
+    if short in _BUILTIN_EXCEPTIONS:
+        return short in outcome.get("builtin", [])
+    return short in outcome["raised"]
 
 
 class MalformedAnswer(ValueError):
     """The sandbox answered something other than what it was asked for: a failed check, never a crash."""
 
 
-_OUTCOMES = {"value", "raised", "timeout", "memory", "unserializable"}
+_OUTCOMES = {"value", "raised", "timeout", "memory", "unserializable", "need"}
 
 
 def _outcome(entry: object, where: str) -> dict:
@@ -172,9 +232,12 @@ def _outcome(entry: object, where: str) -> dict:
     if len(kinds) != 1:
         raise MalformedAnswer(f"{where} has {sorted(kinds) or 'no outcome'}")
     if "raised" in entry:
-        names, msg = entry.get("raised"), entry.get("message", "")
-        if not (isinstance(names, list) and names and all(isinstance(x, str) for x in names) and isinstance(msg, str)):
+        names, msg, genuine = entry.get("raised"), entry.get("message", ""), entry.get("builtin", [])
+        if not (isinstance(names, list) and names and all(isinstance(x, str) for x in names) and isinstance(msg, str)
+                and isinstance(genuine, list) and all(isinstance(x, str) for x in genuine)):
             raise MalformedAnswer(f"{where}: malformed exception")
+    if "need" in entry and not isinstance(entry["need"], str):
+        raise MalformedAnswer(f"{where}: malformed call request")
     return entry
 
 
@@ -187,6 +250,8 @@ def describe_outcome(entry: dict, call_timeout_s: float) -> str:
         return f"returned a value that is not plain data ({str(entry['unserializable'])[:100]})"
     if "raised" in entry:
         return f"raised {entry['raised'][0]}: {entry['message'][:200]}"
+    if "need" in entry:
+        return f"needs more than {MAX_CALL_ROUNDS} rounds of calls to the function"
     return f"returned {_short(entry['value'])}"
 
 
@@ -201,127 +266,199 @@ def _predicate_names(predicate: str) -> set[str] | None:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
+def _call_candidate(code: str, fname: str, calls: list[dict], limits: Limits, call_timeout_s: float) -> tuple[SandboxResult, list[dict]]:
+    """The candidate's answers to ``calls`` ([{args, kwargs}] in the sandbox encoding), validated."""
+    res = run_python(CALL_HARNESS, {"code": code, "name": fname, "calls": calls, "call_timeout": call_timeout_s,
+                                    "output_cap": 64 * 1024}, limits)
+    if not res.ok:
+        return res, []
+    rep = res.payload
+    if not isinstance(rep, dict) or not isinstance(rep.get("calls"), list):
+        raise MalformedAnswer("not a report")
+    if rep.get("load_error") is not None:
+        raise _LoadError(str(rep["load_error"])[:300])
+    if len(rep["calls"]) != len(calls):
+        raise MalformedAnswer(f"{len(rep['calls'])} answers for {len(calls)} calls")
+    outcomes = [_outcome(e, f"answer {i}") for i, e in enumerate(rep["calls"])]
+    if any("need" in o for o in outcomes):
+        raise MalformedAnswer("a call answered with a call request")
+    return res, outcomes
+
+
+class _LoadError(Exception):
+    pass
+
+
+def _predicates(jobs: list[dict], predicates: list[str], fname: str | None, table: dict, limits: Limits,
+                call_timeout_s: float) -> tuple[SandboxResult, list[dict]]:
+    """Evaluate predicate jobs ({predicate, env}) in a sandbox that never loads the candidate."""
+    res = run_python(PREDICATE_HARNESS, {"predicates": predicates, "jobs": jobs, "name": fname, "table": table,
+                                         "call_timeout": call_timeout_s, "output_cap": 64 * 1024}, limits)
+    results = res.payload.get("results") if res.ok and isinstance(res.payload, dict) else None
+    if not isinstance(results, list) or len(results) != len(jobs):
+        why = res.reason or "malformed answer"
+        return res, [{"raised": ["SandboxError"], "builtin": [], "message": why, "sandbox_failed": True}] * len(jobs)
+    out = []
+    for r in results:
+        try:
+            r = _outcome(r, "predicate")
+            if "value" in r and type(r["value"]) is not bool:
+                raise MalformedAnswer("not a bool")
+        except MalformedAnswer as exc:
+            r = {"raised": ["SandboxError"], "builtin": [], "message": str(exc), "sandbox_failed": True}
+        out.append(r)
+    return res, out
+
+
 def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_modules: Iterable[str] | None = None,
                 call_timeout_s: float = 2.0, static_checks: list[CodeCheck] | None = None) -> VerificationReport:
     """Static checks, then the IR's examples and assertions run in the sandbox and judged here.
 
+    Never raises on hostile input: anything unexpected becomes a failed check with its reason.
     ``static_checks``: the result of :func:`check_code_against_ir` when the caller already has it.
     """
     report = VerificationReport(isolation=sandbox_isolation())
+    if len(code) > MAX_CODE_CHARS:
+        report.checks.append(VerifyCheck("parses", False, f"code is {len(code)} characters, more than the "
+                                                          f"{MAX_CODE_CHARS} verified"))
+        return report
     static = static_checks if static_checks is not None else check_code_against_ir(code, ir)
     report.checks.extend(VerifyCheck(c.name, c.passed, c.detail) for c in static)
     if not all(c.passed for c in static):
         return report
-    tree = ast.parse(code)
-    problems = check_imports(tree, allowed_modules if allowed_modules is not None else default_allowed_modules())
+    try:
+        tree = ast.parse(code)
+        problems = check_imports(tree, allowed_modules if allowed_modules is not None else default_allowed_modules())
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        problems = [f"could not be analysed: {type(exc).__name__}"]
     report.checks.append(VerifyCheck("imports_allowed", not problems, "; ".join(problems) or "stdlib allow-list"))
     if problems:
         return report
-
-    fname = ir.signature.name
-    examples = [e.model_dump(mode="json") for e in ir.examples]
-    kinds = [a.kind.value for a in ir.assertions]
-    names = [_predicate_names(a.predicate) for a in ir.assertions]
-    self_ref = [kinds[j] != "precondition" and n is not None and fname in n for j, n in enumerate(names)]
-    self_checks = [{"predicate": a.predicate, "call": i, "index": j}
-                   for i, ex in enumerate(examples) if not ex.get("raises")
-                   for j, a in enumerate(ir.assertions) if self_ref[j]]
-
-    call = run_python(CALL_HARNESS, {
-        "code": code, "name": fname, "calls": [ex["inputs"] for ex in examples],
-        "self_checks": [{"predicate": c["predicate"], "call": c["call"]} for c in self_checks],
-        "call_timeout": call_timeout_s, "output_cap": 64 * 1024,
-    }, limits)
-    report.sandbox_seconds = call.seconds
-    report.isolation = call.isolation
-    if not call.ok:
-        report.checks.append(VerifyCheck("runs", False, call.reason))
-        return report
     try:
-        rep = call.payload
-        if not isinstance(rep, dict) or not isinstance(rep.get("calls"), list) or not isinstance(rep.get("self_checks"), list):
-            raise MalformedAnswer("not a report")
-        report.seccomp = rep.get("seccomp") is True
-        if rep.get("load_error") is not None:
-            report.checks.append(VerifyCheck("runs", False, f"loading the code failed: {str(rep['load_error'])[:300]}"))
-            return report
-        if len(rep["calls"]) != len(examples):
-            raise MalformedAnswer(f"{len(rep['calls'])} answers for {len(examples)} calls")
-        outcomes = [_outcome(e, f"answer {i}") for i, e in enumerate(rep["calls"])]
-        asked = [c for c in self_checks if "value" in outcomes[c["call"]]]
-        if len(rep["self_checks"]) != len(asked):
-            raise MalformedAnswer(f"{len(rep['self_checks'])} answers for {len(asked)} self-referential checks")
-        self_answers = []
-        for c, e in zip(asked, rep["self_checks"]):
-            if not isinstance(e, dict) or e.get("index") != c["index"]:
-                raise MalformedAnswer("self-referential check answers out of order")
-            e = _outcome({k: v for k, v in e.items() if k != "index"}, f"check {c['index']}")
-            if "value" in e and type(e["value"]) is not bool:
-                raise MalformedAnswer(f"check {c['index']} is not a bool")
-            self_answers.append(e)
+        _run_dynamic(code, ir, report, limits, call_timeout_s)
+    except _LoadError as exc:
+        report.checks.append(VerifyCheck("runs", False, f"loading the code failed: {exc}"))
     except MalformedAnswer as exc:
         report.checks.append(VerifyCheck("runs", False, f"malformed answer from the sandbox: {exc}"))
-        return report
-    report.checks.append(VerifyCheck("runs", True, f"{len(outcomes)} calls in {call.seconds:.2f} s"))
+    except (ValueError, TypeError, RecursionError, MemoryError, OverflowError) as exc:
+        report.checks.append(VerifyCheck("runs", False, f"could not verify: {type(exc).__name__}: {str(exc)[:200]}"))
+    return report
 
-    for i, (ex, got) in enumerate(zip(examples, outcomes)):
-        want_raise = ex.get("raises")
-        if want_raise:
-            short_name = want_raise.split(".")[-1]
-            ok = "raised" in got and short_name in got["raised"]
-            detail = (f"raised {got['raised'][0]}" if ok else
-                      f"{describe_outcome(got, call_timeout_s)}, expected {want_raise} to be raised"
-                      if "value" in got else describe_outcome(got, call_timeout_s))
-        elif "value" in got:
-            ok = same(got["value"], ex.get("output"))
-            detail = f"returned {_short(got['value'])}" + ("" if ok else f", expected {_short(ex.get('output'))}")
-        else:
-            ok, detail = False, describe_outcome(got, call_timeout_s)
-        report.checks.append(VerifyCheck(f"example[{i}]", ok, detail))
 
-    # Predicates over data only: a second sandbox that never loads the candidate.
-    jobs, labels = [], []
+def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limits, call_timeout_s: float) -> None:
+    fname = ir.signature.name
+    returns = ir.signature.returns or ""
+    examples = [e.model_dump(mode="json") for e in ir.examples]
+    predicates = [a.predicate for a in ir.assertions]
+    kinds = [a.kind.value for a in ir.assertions]
+    names = [_predicate_names(p) for p in predicates]
+    self_ref = [n is not None and fname in n for n in names]
+
+    # IR-only jobs, in parallel with the candidate: preconditions on the examples' inputs, and every
+    # other predicate on the examples' *expected* outputs -- is the IR consistent with itself?
+    ir_jobs, ir_labels = [], []
     for i, ex in enumerate(examples):
         if ex.get("raises"):
             continue
         for j, kind in enumerate(kinds):
             if kind == "precondition":
-                jobs.append({"predicate": j, "env": dict(ex["inputs"])})
-                labels.append((j, i, "ir"))
-            elif not self_ref[j] and "value" in outcomes[i]:
-                jobs.append({"predicate": j, "env": dict(ex["inputs"], result=outcomes[i]["value"])})
-                labels.append((j, i, "code"))
-    answers: list[dict] = []
-    if jobs:
-        pred = run_python(PREDICATE_HARNESS, {"predicates": [a.predicate for a in ir.assertions], "jobs": jobs,
-                                              "call_timeout": call_timeout_s, "output_cap": 64 * 1024}, limits)
-        report.sandbox_seconds += pred.seconds
-        results = pred.payload.get("results") if pred.ok and isinstance(pred.payload, dict) else None
-        if not isinstance(results, list) or len(results) != len(jobs):
-            why = pred.reason or "malformed answer"
-            results = [{"raised": ["SandboxError"], "message": why}] * len(jobs)
-        for r in results:
-            try:
-                r = _outcome(r, "predicate")
-                if "value" in r and type(r["value"]) is not bool:
-                    raise MalformedAnswer("not a bool")
-            except MalformedAnswer as exc:
-                r = {"raised": ["SandboxError"], "message": str(exc)}
-            answers.append(r)
-    for (j, i, scope), r in zip(labels, answers):
-        a = ir.assertions[j]
+                ir_jobs.append({"predicate": j, "env": escape_keys(ex["inputs"])})
+                ir_labels.append((j, i))
+            elif not self_ref[j]:
+                ir_jobs.append({"predicate": j, "env": escape_keys(dict(ex["inputs"], result=ex.get("output")))})
+                ir_labels.append((j, i))
+    calls = [{"args": [], "kwargs": escape_keys(ex["inputs"])} for ex in examples]
+    with ThreadPoolExecutor(2) as pool:
+        ir_future = pool.submit(_predicates, ir_jobs, predicates, None, {}, limits, call_timeout_s) if ir_jobs else None
+        try:
+            call, outcomes = _call_candidate(code, fname, calls, limits, call_timeout_s)
+        finally:
+            ir_res, ir_answers = ir_future.result() if ir_future else (None, [])
+    report.sandbox_seconds = call.seconds + (ir_res.seconds if ir_res else 0.0)
+    report.isolation = call.isolation
+    if not call.ok:
+        report.checks.append(VerifyCheck("runs", False, call.reason))
+        return
+    report.seccomp = call.payload.get("seccomp") is True
+    landlock = call.payload.get("landlock")
+    report.landlock = landlock if type(landlock) is int else 0
+    report.checks.append(VerifyCheck("runs", True, f"{len(outcomes)} calls in {call.seconds:.2f} s"))
+
+    for i, (ex, got) in enumerate(zip(examples, outcomes)):
+        want_raise = ex.get("raises")
+        if want_raise:
+            ok = raised_matches(got, want_raise)
+            if ok:
+                detail = f"raised {got['raised'][0]}"
+            elif "raised" in got and want_raise.split(".")[-1] in got["raised"]:
+                detail = f"raised a class named {want_raise.split('.')[-1]} that is not the built-in one"
+            elif "value" in got:
+                detail = f"{describe_outcome(got, call_timeout_s)}, expected {want_raise} to be raised"
+            else:
+                detail = f"{describe_outcome(got, call_timeout_s)}, expected {want_raise}"
+        elif "value" in got:
+            ok = same(got["value"], escape_keys(ex.get("output")), returns)
+            detail = f"returned {_short(got['value'])}" + ("" if ok else f", expected {_short(ex.get('output'))}")
+        else:
+            ok, detail = False, describe_outcome(got, call_timeout_s)
+        report.checks.append(VerifyCheck(f"example[{i}]", ok, detail))
+
+    ir_ok: dict[tuple[int, int], bool] = {}
+    for (j, i), r in zip(ir_labels, ir_answers):
+        if kinds[j] == "precondition":
+            name = f"precondition[{j}] on example[{i}]"
+            detail = f"{predicates[j]} is {r['value']}" if "value" in r else f"{predicates[j]} {describe_outcome(r, call_timeout_s)}"
+            report.checks.append(VerifyCheck(name, r.get("value") is True, detail, "ir"))
+        else:
+            ir_ok[(j, i)] = r.get("value") is True
+            if not ir_ok[(j, i)]:
+                what = f"is {r['value']}" if "value" in r else describe_outcome(r, call_timeout_s)
+                report.checks.append(VerifyCheck(f"{kinds[j]}[{j}] on the IR's own example[{i}]", False,
+                                                 f"{predicates[j]} {what} for the expected output", "ir"))
+
+    # The candidate's results: every non-precondition predicate, on every example that returned.
+    jobs, labels = [], []
+    for i, (ex, got) in enumerate(zip(examples, outcomes)):
+        if ex.get("raises") or "value" not in got:
+            continue
+        for j, kind in enumerate(kinds):
+            if kind != "precondition":
+                jobs.append({"predicate": j, "env": dict(escape_keys(ex["inputs"]), result=got["value"])})
+                labels.append((j, i))
+    if not jobs:
+        return
+    table: dict[str, dict] = {}
+    pending = list(range(len(jobs)))
+    answers: list[dict] = [{}] * len(jobs)
+    for _ in range(MAX_CALL_ROUNDS + 1):
+        res, got_answers = _predicates([jobs[k] for k in pending], predicates, fname, table, limits, call_timeout_s)
+        report.sandbox_seconds += res.seconds
+        for k, a in zip(pending, got_answers):
+            answers[k] = a
+        needs = sorted({a["need"] for a in got_answers if "need" in a})
+        if not needs or _ == MAX_CALL_ROUNDS:
+            break
+        asked = []
+        for key in needs:
+            spec = json.loads(key)
+            asked.append({"args": spec["args"], "kwargs": spec["kwargs"]})
+        call_res, more = _call_candidate(code, fname, asked, limits, call_timeout_s)
+        report.sandbox_seconds += call_res.seconds
+        if not call_res.ok:
+            more = [{"raised": ["SandboxError"], "builtin": [], "message": call_res.reason}] * len(asked)
+        table.update(zip(needs, more))
+        pending = [k for k in pending if "need" in answers[k]]
+    for (j, i), r in zip(labels, answers):
         name = f"{kinds[j]}[{j}] on example[{i}]"
+        consistent = True if self_ref[j] else ir_ok.get((j, i), False)
         if "value" in r:
-            report.checks.append(VerifyCheck(name, r["value"], f"{a.predicate} is {r['value']}", scope))  # type: ignore[arg-type]
+            ok, detail = r["value"], f"{predicates[j]} is {r['value']}"
         else:
-            report.checks.append(VerifyCheck(name, False, f"{a.predicate} {describe_outcome(r, call_timeout_s)}", "ir"))
-    answered = iter(self_answers)
-    for c in asked:
-        a, r = ir.assertions[c["index"]], next(answered)
-        name = f"{kinds[c['index']]}[{c['index']}] on example[{c['call']}]"
-        if "value" in r:
-            report.checks.append(VerifyCheck(name, r["value"], f"{a.predicate} is {r['value']}", "code", calls_function=True))
+            ok, detail = False, f"{predicates[j]} {describe_outcome(r, call_timeout_s)}"
+        if self_ref[j]:
+            # no IR-only evaluation exists for these: a predicate that cannot even be evaluated
+            # (syntax, names) is the IR's; one the function's own answers make false or raise is the code's
+            scope = "code" if ("value" in r or r.get("from_function") or r.get("sandbox_failed")) else "ir"
         else:
-            report.checks.append(VerifyCheck(name, False, f"{a.predicate} {describe_outcome(r, call_timeout_s)}", "ir",
-                                             calls_function=True))
-    return report
+            scope = "code" if consistent else "ir"
+        report.checks.append(VerifyCheck(name, bool(ok), detail, scope, calls_function=self_ref[j]))  # type: ignore[arg-type]

@@ -261,7 +261,7 @@ def test_smuggled_process_creation_is_blocked(name, host_dir, level):
 def run_probe(code: str) -> list:
     """Run ``code``'s ``double(n)`` in the sandbox once, no static checks, and return what the call
     answered (the value, or the exception) plus the whole raw answer as text."""
-    r = sandbox.run_python(CALL_HARNESS, {"code": code, "name": "double", "calls": [{"n": 1}], "self_checks": [],
+    r = sandbox.run_python(CALL_HARNESS, {"code": code, "name": "double", "calls": [{"args": [], "kwargs": {"n": 1}}],
                                           "call_timeout": 4.0, "output_cap": 65536}, FAST)
     assert r.ok, r.reason
     call = r.payload["calls"][0]
@@ -275,32 +275,28 @@ def test_host_files_and_parent_environment_are_invisible(bwrap_only, monkeypatch
 def double(n):
     _os = ({IMPORT})('os')
     seen = []
-    for p in ["/etc/shadow", "/etc/passwd", {str(here)!r}, "/root/.bash_history", "/work"]:
+    def attempt(f):
         try:
-            seen.append(open(p).read()[:50])
+            seen.append(f())
         except Exception as e:
             seen.append(type(e).__name__)
-    for pid in _os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                seen.append(open("/proc/%s/environ" % pid, "rb").read().decode("latin-1"))
-            except Exception as e:
-                seen.append(type(e).__name__)
-    seen.append(str(sorted(_os.environ)))
-    seen.append(str([p for p in _os.listdir("/proc") if p.isdigit()]))
-    seen.append(open("/proc/self/status").read().split("CapEff:")[1].split()[0])
-    seen.append(str(_os.getuid()))
+    for p in ["/etc/shadow", "/etc/passwd", {str(here)!r}, "/root/.bash_history", "/work/main/README.md",
+              "/proc/1/environ", "/proc/self/status"]:
+        attempt(lambda: open(p).read()[:50])
+    attempt(lambda: _os.listdir("/proc"))
+    attempt(lambda: _os.open("/proc/1/mem", _os.O_RDWR))
+    attempt(lambda: sorted(_os.environ))
+    attempt(lambda: _os.getuid())
+    attempt(lambda: _os.setuid(0))
     return seen
 """
     out = run_probe(code)
-    text = out[-1]
-    assert SECRET not in text
-    assert "root:" not in text and "DOUBLE" not in text  # no /etc/shadow|passwd, no project sources
+    assert SECRET not in out[-1]
     seen = out[0]
-    assert seen[:5] == ["FileNotFoundError"] * 5  # /etc/shadow, /etc/passwd, our sources, /root, /work
-    assert seen[-2] == "0000000000000000"  # no capabilities
-    assert seen[-1] == "65534"  # not root inside
-    assert "LIFT_API_KEY" not in seen[-4]
+    assert seen[:8] == ["FileNotFoundError"] * 8, seen  # no /etc, sources, /root, /work, and no /proc at all
+    assert seen[8] == "FileNotFoundError"  # /proc/1/mem: nothing to open
+    assert seen[9] == ["HOME", "LANG", "PATH", "PWD", "TMPDIR"], seen[9]
+    assert seen[10] == 65534 and seen[11] in ("PermissionError", "OSError")  # not root, no capabilities
 
 
 def test_host_files_cannot_be_written_or_deleted(bwrap_only, host_dir):
@@ -435,3 +431,158 @@ def test_process_level_is_reported_and_still_blocks_processes(monkeypatch, host_
     assert r.isolation == "process" and r.seccomp is True
     time.sleep(0.2)
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- red team, round 1 (each a regression)
+
+
+def ir_doc(**changes) -> IRSpec:
+    doc = DOUBLE.model_dump(mode="json")
+    doc.update(changes)
+    return IRSpec.model_validate(doc)
+
+
+def test_no_reaper_to_hijack_and_no_writable_memory_or_shm(bwrap_only):
+    """The escape: open /proc/1/mem of bwrap's unfiltered PID-1 reaper and rewrite it; fill an unbounded tmpfs."""
+    code = f"""
+def double(n):
+    _os = ({IMPORT})('os')
+    res = [_os.getpid()]
+    for path in ("/proc/1/mem", "/proc/1/syscall", "/dev/shm/x", {sandbox._interpreter_paths()[1][1] + "/site-packages/x"!r}):
+        try:
+            fd = _os.open(path, _os.O_RDWR | _os.O_CREAT)
+            res.append("opened " + path)
+        except OSError as e:
+            res.append(type(e).__name__)
+    try:
+        with open("/tmp/big", "wb") as f:
+            for _ in range(40):
+                f.write(b"x" * (1 << 20))
+        res.append("wrote 40 MiB")
+    except OSError as e:
+        res.append(type(e).__name__)
+    return res
+"""
+    out = run_probe(code)[0]
+    assert out[0] == 1, out  # the candidate is PID 1: there is no other process in the sandbox
+    assert not any(str(x).startswith(("opened", "wrote")) for x in out), out
+    assert sandbox_processes() == []
+
+
+def test_oversized_and_overdeep_code_fail_cleanly_and_fast():
+    big = "def double(n):\n    x = [" + "0," * 2_000_000 + "]\n    return 2 * n\n"
+    r = verify_code(big, DOUBLE, limits=FAST)
+    assert not r.verified and "more than" in failed_detail(r, "parses")
+    deep = "def double(n):\n    return " + "1+" * 45_000 + "1\n"
+    r = verify_code(deep, DOUBLE, limits=FAST)
+    assert not r.verified and r.failures()
+
+
+def failed_detail(report, name: str) -> str:
+    return next(c.detail for c in report.checks if c.name == name and not c.passed)
+
+
+@pytest.mark.parametrize("returns, code, verified", [
+    ("list[int]", "def rev(xs):\n    return set(xs)\n", False),  # a set is not the list asked for
+    ("list[int]", "def rev(xs):\n    return tuple(xs[::-1])\n", False),
+    ("tuple[int, ...]", "def rev(xs):\n    return tuple(xs[::-1])\n", True),
+    ("list[int]", "def rev(xs):\n    return xs[::-1]\n", True),
+])
+def test_containers_compare_by_the_declared_type(returns, code, verified):
+    ir = IRSpec.model_validate({
+        "intent": {"summary": "Reverse."}, "signature": {"name": "rev", "parameters": [{"name": "xs"}], "returns": returns},
+        "assertions": [{"kind": "postcondition", "predicate": "all(result[i] == xs[len(xs) - 1 - i] for i in range(len(xs)))"}],
+        "examples": [{"inputs": {"xs": [3, 1, 2]}, "output": [2, 1, 3]}, {"inputs": {"xs": []}, "output": []}],
+    })
+    r = verify_code(code, ir, limits=FAST)
+    assert r.verified is verified, r.to_dict()
+    if verified:  # the comprehension sees `result` and `xs`: the predicate really ran
+        post = [c for c in r.checks if c.name.startswith("postcondition")]
+        assert post and all(c.passed and c.scope == "code" for c in post), post
+
+
+def test_integers_compare_exactly():
+    ir = ir_doc(examples=[{"inputs": {"n": 10**12}, "output": 2 * 10**12, "raises": None}], assertions=[])
+    assert not verify_code("def double(n):\n    return 2 * n + 1\n", ir, limits=FAST).verified
+    assert verify_code(RIGHT, ir, limits=FAST).verified
+
+
+def test_a_postcondition_the_ir_satisfies_but_the_result_breaks_fails_the_code():
+    """A predicate that raises on the candidate's result (but holds on the IR's own outputs) is the code's fault."""
+    ir = ir_doc(assertions=[{"kind": "postcondition", "predicate": "result % 2 == 0", "description": ""}])
+    r = verify_code("def double(n):\n    return str(2 * n) if n == 5 else 2 * n\n", ir, limits=FAST)
+    assert not r.verified
+    assert any(c.name == "postcondition[0] on example[1]" and not c.passed and c.scope == "code" for c in r.checks)
+
+
+@pytest.mark.parametrize("code", [
+    "class TypeError(Exception):\n    pass\ndef double(n):\n    raise TypeError('fake')\n",
+    ("_K = [type(n, (Exception,), {}) for n in ('TypeError', 'ValueError')]\nOmni = type('Omni', tuple(_K), {})\n"
+     "def double(n):\n    raise Omni('x')\n"),
+])
+def test_home_made_exception_classes_are_not_the_builtin_ones(code):
+    ir = ir_doc(examples=[{"inputs": {"n": "x"}, "output": None, "raises": "TypeError"}], assertions=[])
+    r = verify_code(code, ir, limits=FAST)
+    assert not r.verified
+    assert "not the built-in one" in failed_detail(r, "example[0]")
+    assert verify_code("def double(n):\n    raise TypeError('real')\n", ir, limits=FAST).verified
+
+
+SELF_IR = {"kind": "postcondition", "predicate": "double(n + 1) == result + 2", "description": "steps by two"}
+
+
+def test_checks_that_call_the_function_are_judged_outside_the_candidate():
+    """The candidate's process is only ever asked for values; a patched ``finish`` has no verdict to fake."""
+    ir = ir_doc(assertions=[SELF_IR])
+    ok = verify_code(RIGHT, ir, limits=FAST)
+    assert ok.verified, ok.to_dict()
+    selfref = [c for c in ok.checks if c.calls_function]
+    assert len(selfref) == 3 and all(c.passed for c in selfref)
+    # right on the examples, wrong one step beyond them: only the self-referential check can see it
+    wrong = ("_m = __builtins__['__import__']('sys').modules['__main__'] if isinstance(__builtins__, dict) "
+             "else __builtins__.__import__('sys').modules['__main__']\n"
+             "_f = getattr(_m, 'finish', None)\n"
+             "if _f:\n    _m.finish = lambda rep: _f(dict(rep, self_checks=[{'value': True}] * 9))\n"
+             "def double(n):\n    return 2 * n if n in (0, 3, 5) else 0\n")
+    r = verify_code(wrong, ir, limits=FAST, allowed_modules=frozenset(sys.stdlib_module_names))
+    assert not r.verified
+    assert any(c.calls_function and not c.passed and c.scope == "code" for c in r.checks), r.to_dict()
+
+
+def test_values_that_look_like_tags_are_data():
+    r = verify_code("def double(n):\n    return {'$float': 'abc'}\n", DOUBLE, limits=FAST)
+    assert not r.verified
+    assert "{'$float': 'abc'}" in failed_detail(r, "example[0]")
+    ir = ir_doc(examples=[{"inputs": {"n": 1}, "output": {"$set": [1]}, "raises": None}], assertions=[])
+    assert verify_code("def double(n):\n    return {'$set': [1]}\n", ir, limits=FAST).verified
+    assert not verify_code("def double(n):\n    return {1}\n", ir, limits=FAST).verified
+
+
+def test_a_deeply_nested_report_is_a_failed_check(level):
+    code = (f"_os = ({IMPORT})('os')\n"
+            "for _fd in range(3, 40):\n    try:\n        _os.write(_fd, b'[' * 100000 + b']' * 100000 + b'\\n')\n"
+            "    except OSError:\n        pass\n_os._exit(0)\n" + WRONG)
+    r = verify_code(code, DOUBLE, limits=FAST)
+    assert not r.verified and "malformed" in failed_detail(r, "runs")
+
+
+def test_cli_verify_answers_bad_files_with_one_line(tmp_path):
+    (tmp_path / "code.py").write_text(RIGHT)
+    (tmp_path / "latin1.py").write_bytes(b"# -*- coding: latin-1 -*-\ndef double(n):\n    return 2 * n  # \xe9\n")
+    (tmp_path / "ir.json").write_text(json.dumps(DOUBLE.model_dump(mode="json")))
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    doc = DOUBLE.model_dump(mode="json")
+    doc["assertions"] = [{"kind": "postcondition", "predicate": "result[/bold] == [/oops]", "description": ""}]
+    (tmp_path / "markup.json").write_text(json.dumps(doc))
+
+    def cli(ir: str, code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lift_sys.cli", "verify", str(tmp_path / ir), str(tmp_path / code)],
+                              capture_output=True, text=True, timeout=120)
+
+    for ir, code, needle in (("list.json", "code.py", "expected a JSON object"), ("deep.json", "code.py", "cannot read an IR"),
+                             ("ir.json", "latin1.py", "not UTF-8")):
+        p = cli(ir, code)
+        assert p.returncode != 0 and "Traceback" not in p.stderr and needle in p.stderr, (ir, code, p.stderr[-500:])
+    p = cli("markup.json", "code.py")
+    assert "Traceback" not in p.stderr + p.stdout and "result[/bold]" in p.stdout, p.stdout[-800:] + p.stderr[-500:]

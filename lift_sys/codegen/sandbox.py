@@ -208,8 +208,21 @@ def describe() -> dict[str, Any]:
         why = _bwrap_works() if level == "process" else ""
     except SandboxUnavailable as exc:
         return {"isolation": "unavailable", "detail": str(exc)}
-    return {"isolation": level, "seccomp": filter_program() is not None,
+    return {"isolation": level, "seccomp": filter_program() is not None, "landlock": landlock_abi(),
             **({"detail": f"bwrap unavailable: {why}"} if why else {})}
+
+
+@lru_cache(maxsize=1)
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none), as the harness will find it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        return max(0, int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint(1))))
+    except (OSError, AttributeError):
+        return 0
 
 
 @lru_cache(maxsize=1)

@@ -423,14 +423,34 @@ def test_threads_still_work_inside_the_sandbox(level):
     assert r.verified, r.to_dict()
 
 
-def test_process_level_is_reported_and_still_blocks_processes(monkeypatch, host_dir):
+def test_process_level_is_reported_and_still_confined(monkeypatch, host_dir):
+    """Without bwrap: seccomp still blocks processes, Landlock keeps host files, the parent's /proc and signals out."""
     monkeypatch.setenv("LIFT_SANDBOX", "process")
     marker = host_dir / "p"
     code = f"def double(n):\n    ({IMPORT})('posix').system('touch {marker}')\n    return 2 * n\n"
     r = verify_code(code, DOUBLE, limits=FAST)
     assert r.isolation == "process" and r.seccomp is True
+    assert r.landlock >= 1, "Landlock is what confines the process level; this kernel has it"
     time.sleep(0.2)
     assert not marker.exists()
+    probe = f"""
+def double(n):
+    _os = ({IMPORT})('os')
+    res = []
+    for f in (lambda: open('/etc/passwd').read(), lambda: open('/proc/%d/environ' % _os.getppid(), 'rb').read(),
+              lambda: open('/proc/%d/mem' % _os.getppid(), 'r+b'), lambda: open({str(marker)!r}, 'w'),
+              lambda: _os.kill(_os.getppid(), 0), lambda: open({str(Path(__file__).resolve())!r}).read()):
+        try:
+            f()
+            res.append("ok")
+        except Exception as e:
+            res.append(type(e).__name__)
+    return res
+"""
+    monkeypatch.setenv("LIFT_API_KEY", SECRET)
+    out = run_probe(probe)
+    assert out[0] == ["PermissionError"] * 6, out[0]
+    assert SECRET not in out[-1] and not marker.exists()
 
 
 # --------------------------------------------------------------------------- red team, round 1 (each a regression)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, Sequence
 
@@ -139,3 +140,30 @@ def bitmask_to_bool(bitmask: np.ndarray, n_vocab: int) -> np.ndarray:
 
 def bitmask_allows(bitmask: np.ndarray, token_id: int) -> bool:
     return bool((int(bitmask[token_id >> 5]) >> (token_id & 31)) & 1)
+
+
+_XGR_PREFIX = re.compile(r"\[\d{2}:\d{2}:\d{2}\] \S+?:\d+: ")
+_CHECK_FAILED = re.compile(r"Check failed: \(.*?\) is false: ")
+_DEAD_END = "no token can come next (the grammar is at a dead end)"
+
+
+def clean_backend_message(message: object, limit: int = 300) -> str:
+    """A backend's error as one line a caller can act on -- never its internals.
+
+    llguidance appends its parser state (``<state>`` ... rows, items, lexer
+    cost) and xgrammar prefixes a timestamp and its C++ source location;
+    neither belongs in an HTTP error body. Keeps the reason (and llguidance's
+    "while processing ...#/pointer" context line), capped at ``limit``.
+    """
+    text = _CHECK_FAILED.sub("", _XGR_PREFIX.sub("", str(message)))
+    lines: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("<"):  # <state>, <non-verbose/>: the dump begins
+            break
+        if line:
+            lines.append(line)
+    out = "; ".join(lines) or "no reason given"
+    if out.startswith("NoExtensionBias"):  # llguidance's name for it
+        out = _DEAD_END
+    return out if len(out) <= limit else out[: limit - 1] + "…"

@@ -4,7 +4,14 @@ Compiling is cheap for llguidance (~1 ms) and not for xgrammar (~20 ms,
 much more for large schemas), and every request for the same schema and
 tokenizer would compile the same thing: cache by (backend, spec hash,
 vocabulary fingerprint). A pathological schema must not hang a request
-forever, so compilation runs in a worker thread with a deadline.
+forever, so compilation runs in a worker thread with a deadline -- for
+both backends, and including their first mask (where llguidance builds its
+lexer), so the time box covers all the work a grammar costs before decoding.
+
+A compile that overran cannot be interrupted (it is native code); its key
+is remembered, so the same grammar sent again is refused at once instead of
+occupying another compile thread. The server's own grammars (IR, code) are
+pinned: a stream of distinct client schemas cannot evict them.
 """
 
 from __future__ import annotations
@@ -15,8 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
-from lift_sys.errors import GrammarCompileTimeout, InvalidRequest
-from lift_sys.inference.grammar.base import CompiledGrammar, GrammarBackend, GrammarSpec, Vocabulary
+from lift_sys.errors import GrammarCompileError, GrammarCompileTimeout, InvalidRequest, LiftError
+from lift_sys.inference.grammar.base import (
+    CompiledGrammar,
+    GrammarBackend,
+    GrammarSpec,
+    Vocabulary,
+    clean_backend_message,
+)
 
 BACKEND_NAMES = ("llguidance", "xgrammar")
 DEFAULT_BACKEND = "llguidance"
@@ -61,7 +74,20 @@ class GrammarCache:
         self._entries: OrderedDict[tuple[str, str, str], CompiledGrammar] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grammar-compile")
+        self._overran: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._pinned: set[str] = set()
         self.stats = CacheStats()
+
+    def pin(self, spec: GrammarSpec) -> None:
+        """Never evict compilations of ``spec`` (the server's own grammars)."""
+        self._pinned.add(spec.key)
+
+    def _timeout(self, backend: str, overran: bool) -> GrammarCompileTimeout:
+        again = " (it overran before; not compiled again)" if overran else ""
+        return GrammarCompileTimeout(
+            f"{backend} did not compile the grammar within {self.compile_timeout_s:g} s{again}; simplify it",
+            detail={"timeout_s": self.compile_timeout_s, "backend": backend},
+        )
 
     def get(self, spec: GrammarSpec, backend_name: str | None, vocab: Vocabulary) -> CompiledGrammar:
         backend = get_backend(backend_name)
@@ -72,6 +98,8 @@ class GrammarCache:
                 self._entries.move_to_end(key)
                 self.stats.hits += 1
                 return replace(hit, cache_hit=True)
+            if key in self._overran:
+                raise self._timeout(backend.name, overran=True)
         backend.lint(spec)  # before counting a miss: a refused schema is not a compile
         with self._lock:
             self.stats.misses += 1
@@ -79,14 +107,20 @@ class GrammarCache:
         try:
             compiled = future.result(timeout=self.compile_timeout_s)
         except FutureTimeout:
-            raise GrammarCompileTimeout(
-                f"{backend.name} did not compile the grammar within {self.compile_timeout_s:g} s",
-                detail={"timeout_s": self.compile_timeout_s, "backend": backend.name},
-            ) from None
+            with self._lock:
+                self._overran[key] = None
+                while len(self._overran) > 1024:
+                    self._overran.popitem(last=False)
+            raise self._timeout(backend.name, overran=False) from None
+        except LiftError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a backend raises about a grammar is a 400, in one clean line
+            raise GrammarCompileError(f"{backend.name} could not compile the grammar: {clean_backend_message(exc)}") from None
         with self._lock:
             self._entries[key] = compiled
             self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            evictable = [k for k in self._entries if k[1] not in self._pinned]
+            for old in evictable[: max(0, len(self._entries) - self.max_entries)]:
+                del self._entries[old]
             self.stats.size = len(self._entries)
         return compiled

@@ -15,12 +15,24 @@ from typing import Any
 import numpy as np
 
 from lift_sys.errors import GrammarCompileError
-from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary
+from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
 from lift_sys.inference.grammar.lint import lint_schema
 
 # Compact JSON: no whitespace between tokens. Unbounded whitespace lets a
 # small model "think" in spaces until max_tokens; none is the safe default.
 COMPACT = {"item_separator": ",", "key_separator": ":", "whitespace_flexible": False}
+
+
+def _limits() -> Any:
+    """llguidance's resource limits (defaults), with terse errors.
+
+    The limits are what keep an adversarial grammar bounded per step (lexer
+    fuel, states, Earley items); ``verbose_errors=False`` keeps the parser's
+    state dump out of error messages, which reach HTTP clients.
+    """
+    from llguidance import LLParserLimits
+
+    return LLParserLimits(verbose_errors=False)
 
 
 class _TokenizerShim:
@@ -54,7 +66,7 @@ class LLGuidanceMatcher:
         return bool(self._m.is_stopped())
 
     def error(self) -> str | None:
-        return self._m.get_error() if self._m.is_error() else None
+        return clean_backend_message(self._m.get_error()) if self._m.is_error() else None
 
 
 class LLGuidanceBackend:
@@ -100,18 +112,27 @@ class LLGuidanceBackend:
         self.lint(spec)
         tokenizer = self._tokenizer(vocab)
         t0 = time.perf_counter()
+        limits = _limits()
         try:
             grammar = self.grammar_text(spec)
-        except ValueError as exc:
-            raise GrammarCompileError(f"llguidance: {exc}") from exc
-        is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
+            is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar, tokenizer, limits=limits)
+        except Exception as exc:  # noqa: BLE001 - ValueError/RuntimeError from the Rust side: the grammar's fault
+            raise GrammarCompileError(f"llguidance could not compile the grammar: {clean_backend_message(exc)}") from None
         if is_error:
-            raise GrammarCompileError(f"llguidance rejected the grammar: {messages[0]}")
-        # Build one matcher now so the lexer/slicer work is paid at compile time,
-        # and surface any error the constructor records.
-        probe = LLMatcher(tokenizer, grammar, log_level=0)
+            raise GrammarCompileError(f"llguidance rejected the grammar: {clean_backend_message(messages[0])}")
+        # Build one matcher now and compute its first mask, so the lexer work
+        # is paid here -- inside the compile time box -- and an error state
+        # (a grammar over llguidance's limits, a reference loop, an empty
+        # language) is a compile error, not a failure in the middle of decoding.
+        probe = LLMatcher(tokenizer, grammar, log_level=0, limits=limits)
+        if not probe.is_error():
+            first = new_bitmask(vocab.n_vocab)
+            probe.unsafe_compute_mask_ptr(first.ctypes.data, first.nbytes)
         if probe.is_error():
-            raise GrammarCompileError(f"llguidance rejected the grammar: {probe.get_error()}")
+            reason = clean_backend_message(probe.get_error())
+            if reason.startswith("no token can come next"):  # already at the start
+                reason = "it admits no output at all (a reference loop, or a language with no string in it)"
+            raise GrammarCompileError(f"llguidance rejected the grammar: {reason}")
         compile_ms = (time.perf_counter() - t0) * 1000
 
         def factory() -> LLGuidanceMatcher:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lift_sys.errors import GrammarCompileError
-from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary
+from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
 from lift_sys.inference.grammar.lint import lint_schema
 
 
@@ -33,8 +33,12 @@ class XGrammarMatcher:
         self._m.fill_next_token_bitmask(bitmask.reshape(1, -1), 0)
 
     def accept(self, token_id: int) -> bool:
-        ok = bool(self._m.accept_token(token_id))
-        if not ok:
+        try:
+            ok = bool(self._m.accept_token(token_id))
+        except Exception as exc:  # noqa: BLE001 - a C++ check; never its source location
+            ok = False
+            self._error = clean_backend_message(exc)
+        if not ok and self._error is None:
             self._error = f"token {token_id} rejected by the grammar"
         return ok
 
@@ -102,10 +106,19 @@ class XGrammarBackend:
                 compiled = compiler.compile_regex(spec.source)
             else:
                 raise GrammarCompileError("xgrammar takes EBNF, not Lark; use the llguidance backend for lark")
+            # The first mask, inside the compile time box: a grammar whose start
+            # admits no token at all (a reference loop, an empty language) is a
+            # compile error, not a dead end in the middle of decoding.
+            probe = xgr.GrammarMatcher(compiled)
+            first = new_bitmask(vocab.n_vocab)
+            probe.fill_next_token_bitmask(first.reshape(1, -1), 0)
         except GrammarCompileError:
             raise
-        except Exception as exc:  # xgrammar raises RuntimeError/ValueError with the reason
-            raise GrammarCompileError(f"xgrammar could not compile the grammar: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - RuntimeError/ValueError with the reason (and C++ internals, cleaned)
+            raise GrammarCompileError(f"xgrammar could not compile the grammar: {clean_backend_message(exc)}") from None
+        if not first.any():
+            raise GrammarCompileError("xgrammar could not compile the grammar: it admits no output at all "
+                                      "(a reference loop, or a language with no string in it)")
         compile_ms = (time.perf_counter() - t0) * 1000
 
         def factory() -> XGrammarMatcher:

@@ -54,6 +54,41 @@ class UnsupportedSchemaError(InvalidRequest):
         self.backend = backend
 
 
+class SchemaRefused(InvalidRequest):
+    """The schema asks for something no library may do on a client's behalf.
+
+    A reference that is not a same-document JSON pointer (``http://``,
+    ``file:``, a relative path, an anchor), a base-URI change (``$id``), an
+    unknown ``$schema`` dialect, a reference that points nowhere, or a
+    reference cycle that consumes no input. Refused before any backend or
+    validator sees the schema, so nothing is ever fetched or looped on.
+    """
+
+    kind = "invalid_schema"
+
+    def __init__(self, keyword: str, pointer: str, reason: str) -> None:
+        where = pointer or "/"
+        super().__init__(f"schema keyword '{keyword}' at {where}: {reason}",
+                         detail={"keyword": keyword, "pointer": where})
+        self.keyword = keyword
+        self.pointer = where
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A request field this server would otherwise have to ignore (tools, n > 1, logprobs ...).
+
+    Ignoring it would answer a different question than the one asked, with
+    a 200; refusing it names the field.
+    """
+
+    kind = "unsupported_parameter"
+
+    def __init__(self, parameter: str, reason: str = "") -> None:
+        why = f": {reason}" if reason else ""
+        super().__init__(f"'{parameter}' is not supported by this server{why}", detail={"parameter": parameter})
+        self.parameter = parameter
+
+
 class GrammarCompileError(InvalidRequest):
     """The grammar backend could not compile the schema/grammar."""
 
@@ -64,6 +99,17 @@ class GrammarCompileTimeout(GrammarCompileError):
     """Compilation took longer than the configured time box."""
 
     kind = "grammar_compile_timeout"
+
+
+class GrammarRuntimeError(InvalidRequest):
+    """The grammar backend failed while decoding (a resource limit, a dead end).
+
+    Raised instead of an engine error: the constraint the caller gave could
+    not be followed to a complete output, and the message says why in one
+    line (never the backend's internal state dump).
+    """
+
+    kind = "grammar_error"
 
 
 class PromptTooLong(InvalidRequest):
@@ -106,6 +152,18 @@ class OutputValidationError(LiftError):
     """Constrained output failed validation (a backend bug or a model-side rule)."""
 
     kind = "output_validation_error"
+
+
+class SchemaNotEnforced(OutputValidationError):
+    """The output of a caller-supplied schema does not validate against it.
+
+    The backend accepted the schema but enforced part of it differently
+    from the JSON Schema validator (e.g. a regex dialect). That is a
+    property of the caller's schema on this backend, not a server fault:
+    reported as such (422), with the pointer and the output.
+    """
+
+    kind = "schema_not_enforced"
 
 
 class ModelNotAvailable(LiftError):

@@ -19,7 +19,7 @@ from typing import Any
 from lift_sys import __version__
 from lift_sys.codegen.check import CodeCheck, check_code_against_ir
 from lift_sys.codegen.prompt import CODE_SCHEMA, code_messages
-from lift_sys.errors import Cancelled, InvalidRequest, OutputValidationError, TruncatedOutput
+from lift_sys.errors import Cancelled, InvalidRequest, OutputValidationError, SchemaNotEnforced, TruncatedOutput
 from lift_sys.inference.engines.base import (
     CancelToken,
     ChatMessage,
@@ -30,6 +30,7 @@ from lift_sys.inference.engines.base import (
     SamplingParams,
 )
 from lift_sys.inference.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSpec, get_backend
+from lift_sys.inference.grammar.schema_guard import sanitize_schema
 from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
 from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, validate_json
@@ -125,6 +126,43 @@ class _Counters:
 # of the schema nor its canonical hash (together ~0.35 ms per IR request).
 _IR_GRAMMAR = GrammarSpec.json_schema(ir_generation_schema())
 _CODE_GRAMMAR = GrammarSpec.json_schema(CODE_SCHEMA)
+_BUILTIN_KEYS = frozenset({_IR_GRAMMAR.key, _CODE_GRAMMAR.key})
+
+_ROLES = ("system", "user", "assistant")
+_SEED_LIMIT = 2**63  # seeds are int64 on remote servers; numpy refuses negative ones
+
+
+def guard_spec(spec: GrammarSpec) -> GrammarSpec:
+    """A JSON-schema spec as every library may see it: self-contained, finite, ``$schema`` removed.
+
+    Raises SchemaRefused (a 400) for a remote/dangling ``$ref``, ``$id``, an
+    unknown ``$schema``, a cycle without progress ... (see
+    :mod:`lift_sys.inference.grammar.schema_guard`). The verdict is memoized
+    by the spec's key, so the IR schema costs a dict lookup per request.
+    """
+    if spec.kind != "json_schema":
+        return spec
+    clean = sanitize_schema(spec.source, spec.key)
+    return spec if clean is spec.source else GrammarSpec.json_schema(clean)
+
+
+def _check_messages(messages: list[ChatMessage]) -> None:
+    """Roles the chat template knows, and text that is valid Unicode (no lone surrogates).
+
+    Every front parses its input differently (JSON allows ``"\\ud800"``);
+    a lone surrogate would otherwise surface as an encode error deep in the
+    tokenizer.
+    """
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in _ROLES or not isinstance(msg.get("content"), str):
+            raise InvalidRequest(f"messages[{i}] must be {{role: system|user|assistant, content: string}}")
+        try:
+            msg["content"].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest(
+                f"messages[{i}].content has a lone surrogate at index {exc.start}; text must be valid Unicode",
+                detail={"message": i, "index": exc.start},
+            ) from None
 
 
 class InferenceService:
@@ -142,6 +180,8 @@ class InferenceService:
         self.engine = engine
         self.default_backend = default_backend
         self.grammar_cache = grammar_cache or GrammarCache(compile_timeout_s=compile_timeout_s)
+        for builtin in (_IR_GRAMMAR, _CODE_GRAMMAR):  # client schemas must not evict these
+            self.grammar_cache.pin(builtin)
         self._counters = _Counters()
         self._counters_lock = threading.Lock()
         self._started = time.time()
@@ -155,6 +195,8 @@ class InferenceService:
             raise InvalidRequest("temperature must be between 0 and 5")
         if not 0 < options.top_p <= 1:
             raise InvalidRequest("top_p must be in (0, 1]")
+        if options.seed is not None and not (isinstance(options.seed, int) and 0 <= options.seed < _SEED_LIMIT):
+            raise InvalidRequest(f"seed must be an integer in [0, 2^63), got {options.seed!r}")
         limit = self.engine.context_length
         if options.max_tokens >= limit:
             raise InvalidRequest(f"max_tokens must be below the model's context length ({limit})")
@@ -189,8 +231,12 @@ class InferenceService:
             messages = [{"role": "user", "content": messages}]
         if not messages:
             raise InvalidRequest("messages is empty")
+        _check_messages(messages)
         spec = GrammarSpec.json_schema(grammar) if isinstance(grammar, dict) else grammar
         self._check_options(options)
+        if spec is not None:
+            spec = guard_spec(spec)
+        caller_schema = spec is not None and spec.key not in _BUILTIN_KEYS
         try:
             t0 = time.perf_counter()
             constraint = self.constraint_for(spec, options.grammar_backend) if spec is not None else None
@@ -215,13 +261,23 @@ class InferenceService:
                 raise exc
             if spec is not None and spec.kind == "json_schema" and completion.finish_reason == "stop":
                 try:
-                    result.json = json.loads(completion.text)
-                except json.JSONDecodeError as exc:
-                    raise OutputValidationError(
-                        f"constrained output is not JSON ({exc}); this is a grammar backend bug",
-                        detail={"text": completion.text},
-                    ) from exc
-                validate_json(result.json, spec.source, schema_key=spec.key)
+                    try:
+                        result.json = json.loads(completion.text)
+                    except json.JSONDecodeError as exc:
+                        raise OutputValidationError(
+                            f"constrained output is not JSON ({exc}); the {result.grammar_backend} backend did not "
+                            "enforce the schema",
+                            detail={"text": completion.text},
+                        ) from None
+                    validate_json(result.json, spec.source, schema_key=spec.key)
+                except OutputValidationError as exc:
+                    if not caller_schema:
+                        raise  # our own IR/code schema: a server bug, reported as such
+                    raise SchemaNotEnforced(
+                        f"{exc.message} (the {result.grammar_backend} backend accepted this schema but does not "
+                        "enforce it the way JSON Schema defines it; simplify the failing part)",
+                        detail={**exc.detail, "text": completion.text},
+                    ) from None
             return result
         except Exception as exc:
             self._count_failure(exc)

@@ -25,12 +25,38 @@ import jsonschema
 import jsonschema_rs
 from pydantic import ValidationError
 
-from lift_sys.errors import OutputValidationError
+from lift_sys.errors import InvalidRequest, OutputValidationError
 from lift_sys.ir.models import IRSpec, ir_generation_schema
 
 
 _FAST: dict[str, Any] = {}
 _FAST_LOCK = threading.Lock()
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    """Retriever for both validators: nothing outside the schema document is ever fetched.
+
+    jsonschema-rs fetches an ``http://`` ``$ref`` or an unknown ``$schema``
+    with its default retriever, and python-jsonschema's default registry
+    used ``urlopen``; a schema from a client made the server open
+    connections. The meta-schemas of the known drafts are bundled with both
+    libraries and resolve without this.
+    """
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)
+
+
+def _py_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """python-jsonschema, 2020-12, with a registry that refuses every retrieval."""
+    from referencing import Registry
+
+    return jsonschema.Draft202012Validator(schema, registry=Registry(retrieve=_refuse_retrieval))
+
+
+def _rs_validator(schema: dict[str, Any]) -> Any:
+    """jsonschema-rs, 2020-12, with a retriever that refuses every retrieval."""
+    return jsonschema_rs.Draft202012Validator(schema, retriever=_refuse_retrieval)
 
 
 @lru_cache(maxsize=1)
@@ -53,16 +79,16 @@ def schema_error(value: Any, schema: dict[str, Any], *, schema_key: str | None =
     validator = _FAST.get(key)
     if validator is None:
         try:
-            validator = jsonschema_rs.validator_for(schema)
+            validator = _rs_validator(schema)
         except Exception:  # noqa: BLE001 - e.g. a regex dialect jsonschema-rs refuses: use jsonschema alone
-            validator = jsonschema.Draft202012Validator(schema)
+            validator = _py_validator(schema)
         with _FAST_LOCK:
             if len(_FAST) >= 256:
                 _FAST.clear()
             _FAST[key] = validator
     if validator.is_valid(value):
         return None
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    error = jsonschema.exceptions.best_match(_py_validator(schema).iter_errors(value))
     if error is not None:
         return "/" + "/".join(map(str, error.absolute_path)), error.message, str(error.validator)
     first = next(iter(validator.iter_errors(value)))  # the validators disagree: say what jsonschema-rs saw
@@ -70,8 +96,17 @@ def schema_error(value: Any, schema: dict[str, Any], *, schema_key: str | None =
 
 
 def validate_json(value: Any, schema: dict[str, Any], *, schema_key: str | None = None) -> None:
-    """Validate ``value`` against ``schema``; raise OutputValidationError naming the first problem."""
-    error = schema_error(value, schema, schema_key=schema_key)
+    """Validate ``value`` against ``schema``; raise OutputValidationError naming the first problem.
+
+    A reference the validators cannot resolve (they never fetch) is the
+    schema's fault, not the output's: InvalidRequest.
+    """
+    from referencing.exceptions import Unresolvable
+
+    try:
+        error = schema_error(value, schema, schema_key=schema_key)
+    except Unresolvable as exc:
+        raise InvalidRequest(f"the schema has a reference that cannot be resolved ({exc}); nothing is fetched") from None
     if error is not None:
         where, message, keyword = error
         raise OutputValidationError(

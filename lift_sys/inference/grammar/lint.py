@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
+from lift_sys.inference.grammar.schema_guard import check_schema
 
 # Keywords that hold a single subschema / a list / a map of subschemas.
 _SUB_ONE = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
@@ -90,11 +91,18 @@ def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str
 
 
 def lint_schema(schema: Any, backend: str) -> None:
-    """Raise :class:`UnsupportedSchemaError` for the first keyword ``backend`` would not enforce."""
+    """Raise :class:`UnsupportedSchemaError` for the first keyword ``backend`` would not enforce.
+
+    First the backend-independent :func:`~lift_sys.inference.grammar.schema_guard.check_schema`
+    (no remote or dangling references, no cycles without progress, a valid
+    JSON Schema): every backend's lint runs it, so no path -- local compile,
+    remote engine, chat ``response_format`` -- reaches a library without it.
+    """
     if schema is True or schema == {}:
         return
     if not isinstance(schema, dict):
         raise InvalidRequest(f"a JSON schema must be an object, got {type(schema).__name__}")
+    check_schema(schema)
     extra = _EXTRA.get(backend, {})
     formats = _FORMATS.get(backend, set())
     for pointer, node in iter_schemas(schema):
@@ -105,6 +113,9 @@ def lint_schema(schema: Any, backend: str) -> None:
         fmt = node.get("format")
         if isinstance(fmt, str) and fmt not in formats:
             raise UnsupportedSchemaError("format", pointer, backend, f"format {fmt!r} is not enforced")
+        if backend == "xgrammar" and isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1:
+            # measured on 0.2.8: {"allOf": [{"type": "integer"}, {"minimum": 3}]} admits any JSON value
+            raise UnsupportedSchemaError("allOf", pointer, backend, "xgrammar drops an allOf of more than one subschema")
         if backend == "xgrammar" and "pattern" in node and ("minLength" in node or "maxLength" in node):
             which = "minLength" if "minLength" in node else "maxLength"
             raise UnsupportedSchemaError(

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lift_sys.errors import EngineError, InvalidRequest, PromptTooLong
+from lift_sys.errors import EngineError, GrammarRuntimeError, InvalidRequest, PromptTooLong
 from lift_sys.inference.engines.base import (
     CancelToken,
     ChatMessage,
@@ -38,7 +38,13 @@ from lift_sys.inference.engines.base import (
     SamplingParams,
     Timings,
 )
-from lift_sys.inference.grammar.base import Vocabulary, bitmask_allows, bitmask_to_bool, new_bitmask
+from lift_sys.inference.grammar.base import (
+    Vocabulary,
+    bitmask_allows,
+    bitmask_to_bool,
+    clean_backend_message,
+    new_bitmask,
+)
 
 # ChatML, used when a GGUF carries no template of its own.
 _CHATML = (
@@ -46,6 +52,10 @@ _CHATML = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 _STOP_TEXTS = {b"<|im_end|>", b"<|endoftext|>", b"<|eot_id|>", b"<|end|>"}
+# Stands in for message i while the chat template renders (private-use code
+# points: no template adds or strips them), so the rendered prompt splits into
+# template text and message text.
+_MARK = "\ue000lift-message-{}\ue001"
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -181,7 +191,49 @@ class LlamaCppEngine:
         )
 
     def tokenize_messages(self, messages: list[ChatMessage]) -> list[int]:
-        return self._llm.tokenize(self.render(messages).encode(), add_bos=False, special=True)
+        """Prompt tokens: control tokens only where the chat template put them.
+
+        Message text is tokenized as plain text (``special=False``): a user
+        who writes ``<|im_end|>\\n<|im_start|>system`` gets those characters,
+        not the control tokens that would end their turn and open a system
+        one. The template is rendered with a marker in place of each message,
+        and the pieces are tokenized separately -- template text with special
+        tokens parsed, message text without.
+        """
+        marked = [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)]
+        text = self.render(marked)
+        pieces: list[tuple[str, bool]] = []  # (text, parse special tokens)
+        pos = 0
+        for i, m in enumerate(messages):
+            mark = _MARK.format(i)
+            at = text.find(mark, pos)
+            if at < 0 or text.find(mark, at + len(mark)) >= 0:  # the template dropped, moved or repeated it
+                return self._tokenize_rendered(messages)
+            pieces += [(text[pos:at], True), (m["content"], False)]
+            pos = at + len(mark)
+        pieces.append((text[pos:], True))
+        tokens: list[int] = []
+        for piece, special in pieces:
+            if piece:
+                tokens += self._llm.tokenize(piece.encode("utf-8"), add_bos=False, special=special)
+        return tokens
+
+    def _control_texts(self) -> set[str]:
+        texts = self.__dict__.get("_controls")
+        if texts is None:
+            vocab = self.vocabulary().tokens
+            texts = {vocab[t][1:].decode("utf-8", "replace") for t in range(len(vocab)) if vocab[t].startswith(b"\xff")}
+            self._controls = texts
+        return texts
+
+    def _tokenize_rendered(self, messages: list[ChatMessage]) -> list[int]:
+        """Fallback for a template that does not keep each message once, in order: refuse control-token text."""
+        for i, m in enumerate(messages):
+            for control in self._control_texts():
+                if control in m["content"]:
+                    raise InvalidRequest(f"messages[{i}].content contains the control token {control!r}, "
+                                         "which this model's chat template cannot keep as plain text")
+        return self._llm.tokenize(self.render(messages).encode("utf-8"), add_bos=False, special=True)
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return len(self.tokenize_messages(messages))
@@ -298,7 +350,12 @@ class LlamaCppEngine:
             # ---- choose the next token
             if matcher is not None:
                 tm = time.perf_counter()
-                matcher.fill_bitmask(bitmask)
+                try:
+                    matcher.fill_bitmask(bitmask)
+                except Exception as exc:  # noqa: BLE001 - a backend failure, in one clean line
+                    raise self._grammar_failed(constraint, len(out), clean_backend_message(exc)) from None
+                if (reason := matcher.error()) is not None:  # e.g. llguidance over its per-step limits
+                    raise self._grammar_failed(constraint, len(out), reason)
                 timings.mask_ms += (time.perf_counter() - tm) * 1000
             token = self._sample(logits, params, rng, bitmask if matcher is not None else None)
             if t_first is None:
@@ -309,7 +366,7 @@ class LlamaCppEngine:
             forced: list[int] = []
             if matcher is not None:
                 if not matcher.accept(token):
-                    raise EngineError(f"grammar rejected a masked token: {matcher.error()}")
+                    raise self._grammar_failed(constraint, len(out), matcher.error() or "a token the mask allowed was rejected")
                 if matcher.is_finished():
                     out.append(token)
                     emit([token])
@@ -318,7 +375,7 @@ class LlamaCppEngine:
                 forced = matcher.forced_tokens()[: max(0, budget - len(out) - 1)]
                 for f in forced:
                     if not matcher.accept(f):
-                        raise EngineError(f"grammar rejected its own forced token: {matcher.error()}")
+                        raise self._grammar_failed(constraint, len(out), matcher.error() or "a forced token was rejected")
             step = [token, *forced]
             out.extend(step)
             forced_total += len(forced)
@@ -357,6 +414,14 @@ class LlamaCppEngine:
             token_ids=out,
         )
 
+    @staticmethod
+    def _grammar_failed(constraint: Constraint | None, at: int, reason: str) -> GrammarRuntimeError:
+        backend = constraint.backend if constraint is not None else "?"
+        return GrammarRuntimeError(
+            f"the {backend} grammar failed at output token {at}: {reason}",
+            detail={"backend": backend, "completion_tokens": at},
+        )
+
     def _sample(
         self, logits: np.ndarray, params: SamplingParams, rng: np.random.Generator, bitmask: np.ndarray | None
     ) -> int:
@@ -367,7 +432,7 @@ class LlamaCppEngine:
         if bitmask is not None:
             allowed = bitmask_to_bool(bitmask, self._n_vocab)
             if not allowed.any():
-                raise EngineError("grammar allows no token (dead end)")
+                raise GrammarRuntimeError("the grammar allows no next token (dead end)")
             logits = np.where(allowed, logits, -np.inf)
         if params.temperature == 0:
             return int(np.argmax(logits))

@@ -339,8 +339,11 @@ def serve(
             settings = settings.model_copy(update={"engine": "openai", "engine_url": url, "engine_model": None})
         with _status("loading model"):
             service = service_from_settings(settings)
+        from lift_sys.inference.http_guard import uvicorn_options
+
+        # Header/body read timeouts, header size limit, connection cap (LIFT_HEADER_TIMEOUT_S ...).
         uvicorn.run(asgi(service, settings, warm_up=settings.warm_up), host=settings.host, port=settings.port,
-                    log_level=os.environ.get("LIFT_LOG_LEVEL", "info"))
+                    log_level=os.environ.get("LIFT_LOG_LEVEL", "info"), **uvicorn_options(settings))
     except LiftError as exc:
         raise _fail(exc) from None
     finally:

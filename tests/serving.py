@@ -12,9 +12,20 @@ from lift_sys.inference.loopback import free_port, wait_healthy
 
 
 @contextmanager
-def running(asgi_app, *, port: int | None = None) -> Iterator[str]:
+def running(asgi_app, *, port: int | None = None, settings=None) -> Iterator[str]:
+    """Serve ``asgi_app`` on 127.0.0.1.
+
+    With ``settings``, uvicorn is configured exactly as ``lift-sys serve``
+    configures it (read timeouts, header limit, connection cap:
+    :func:`lift_sys.inference.http_guard.uvicorn_config`).
+    """
     port = port or free_port()
-    config = uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    if settings is None:
+        config = uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    else:
+        from lift_sys.inference.http_guard import uvicorn_config
+
+        config = uvicorn_config(asgi_app, settings, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

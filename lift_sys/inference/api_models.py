@@ -9,8 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 Backend = Literal["llguidance", "xgrammar"]
 
 
+# Seeds are int64 on SGLang/vLLM; numpy refuses negative ones.
+SEED_MAX = 2**63 - 1
+
+
 class _Req(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are refused (not ignored), and so are NaN/Infinity even
+    # from Python callers (the HTTP body check refuses them first).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Usage(BaseModel):
@@ -42,7 +48,7 @@ class IRRequest(_Req):
     prompt: str = Field(min_length=1, description="The request in plain English", examples=["a function that reverses a string"])
     max_tokens: Optional[int] = Field(None, ge=1, description="Generation budget; output cut by it is a 422 truncated_output")
     temperature: float = Field(0.0, ge=0, le=5, description="0 = greedy (deterministic)")
-    seed: Optional[int] = Field(None, description="Sampling seed (temperature > 0)")
+    seed: Optional[int] = Field(None, ge=0, le=SEED_MAX, description="Sampling seed (temperature > 0)")
     grammar_backend: Optional[Backend] = Field(None, description="Constraint engine; default: the server's")
 
 
@@ -59,7 +65,7 @@ class CodeRequest(_Req):
     ir: dict[str, Any] = Field(description="An IR document (as returned by /v1/ir, metadata optional)")
     max_tokens: Optional[int] = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0, le=5)
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(None, ge=0, le=SEED_MAX)
     attempts: int = Field(3, ge=1, le=6, description="Generate -> verify (sandbox) -> repair up to this many times")
 
 
@@ -106,6 +112,10 @@ class CodeResponse(BaseModel):
 
 
 class Message(BaseModel):
+    """A chat message. Other fields (name, tool_calls, ...) are refused: the model would never see them."""
+
+    model_config = ConfigDict(extra="forbid")
+
     role: Literal["system", "user", "assistant"]
     content: str
 
@@ -119,7 +129,7 @@ class GenerateRequest(_Req):
     max_tokens: Optional[int] = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0, le=5)
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(None, ge=0, le=SEED_MAX)
     grammar_backend: Optional[Backend] = None
 
 
@@ -155,19 +165,71 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# OpenAI chat fields this server does not implement, with the values that mean
+# "not used". Any other value is refused (400 unsupported_parameter) instead of
+# being ignored with a 200 that answers a different question.
+CHAT_UNSUPPORTED: dict[str, tuple[tuple[Any, ...], str]] = {
+    "tools": ((None, []), "tool calling is not implemented; use response_format json_schema"),
+    "tool_choice": ((None, "none"), "tool calling is not implemented"),
+    "parallel_tool_calls": ((None,), "tool calling is not implemented"),
+    "functions": ((None, []), "function calling is not implemented; use response_format json_schema"),
+    "function_call": ((None, "none"), "function calling is not implemented"),
+    "n": ((None, 1), "one choice per request"),
+    "best_of": ((None, 1), "one choice per request"),
+    "logprobs": ((None, False), "log probabilities are not returned"),
+    "top_logprobs": ((None, 0), "log probabilities are not returned"),
+    "logit_bias": ((None, {}), "logit bias is not applied"),
+    "presence_penalty": ((None, 0), "penalties are not applied"),
+    "frequency_penalty": ((None, 0), "penalties are not applied"),
+    "repetition_penalty": ((None, 1), "penalties are not applied"),
+    "top_k": ((None, -1, 0), "only temperature and top_p sampling"),
+    "min_p": ((None, 0), "only temperature and top_p sampling"),
+    "echo": ((None, False), "the prompt is not echoed"),
+    "suffix": ((None,), "no insertion mode"),
+    "audio": ((None,), "text only"),
+    "modalities": ((None, ["text"]), "text only"),
+    "prediction": ((None,), "predicted outputs are not supported"),
+    "reasoning_effort": ((None,), "not a reasoning model"),
+    "web_search_options": ((None,), "no web search"),
+    "stop": ((None, [], ""), "stop sequences are not supported; use response_format or regex to bound output"),
+}
+# Accepted and without effect on the completion (bookkeeping fields).
+CHAT_IGNORED = frozenset({"model", "user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"})
+
+
+def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
+    """``value`` is null or one of ``neutral`` (a bool is not a number here: ``n: true`` is not ``n: 1``)."""
+    if value is None:
+        return True
+    return any(n is not None and isinstance(value, bool) == isinstance(n, bool) and value == n for n in neutral)
+
+
 class ChatCompletionRequest(BaseModel):
     model: Optional[str] = Field(None, description="Ignored beyond echo: the server serves one model")
     messages: list[Message] = Field(min_length=1)
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=5)
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: Optional[int] = None
-    n: int = Field(1, ge=1, le=1, description="Only 1 is supported")
+    temperature: Optional[float] = Field(1.0, ge=0, le=5, description="null = 1.0")
+    top_p: Optional[float] = Field(1.0, gt=0, le=1, description="null = 1.0")
+    seed: Optional[int] = Field(None, ge=0, le=SEED_MAX)
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     response_format: Optional[ResponseFormat] = None
     regex: Optional[str] = Field(None, description="Extension (as in SGLang): constrain to a regex")
-    stop: Optional[Any] = Field(None, description="Not supported: must be null")
 
-    model_config = ConfigDict(extra="ignore")
+    # Every other field is kept (extra="allow") so that it can be refused by
+    # name: see CHAT_UNSUPPORTED / CHAT_IGNORED and :meth:`refuse_unsupported`.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    def refuse_unsupported(self) -> None:
+        """Raise UnsupportedParameter for the first field that would change the answer if honoured."""
+        from lift_sys.errors import UnsupportedParameter
+
+        for name, value in (self.model_extra or {}).items():
+            if name in CHAT_IGNORED:
+                continue
+            if name not in CHAT_UNSUPPORTED:
+                raise UnsupportedParameter(name, "unknown parameter")
+            neutral, reason = CHAT_UNSUPPORTED[name]
+            if not _is_neutral(value, neutral):
+                raise UnsupportedParameter(name, reason)

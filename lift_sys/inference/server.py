@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
-import sys
 import json
+import logging
+import math
+import sys
 import time
 import uuid
 from typing import Any, AsyncIterator, Callable
@@ -32,6 +33,7 @@ from lift_sys import __version__, errors
 from lift_sys.inference import api_models as m
 from lift_sys.inference.engines.base import CancelToken
 from lift_sys.inference.grammar import GrammarSpec
+from lift_sys.inference.http_guard import check_json_body, is_json_content
 from lift_sys.inference.metrics import Metrics
 from lift_sys.inference.service import GenerateOptions, GenerationResult, InferenceService
 from lift_sys.inference.settings import Settings
@@ -46,6 +48,7 @@ STATUS: list[tuple[type[errors.LiftError], int]] = [
     (errors.InvalidRequest, 400),  # incl. unsupported_schema, grammar compile error/timeout
     (errors.Unauthorized, 401),
     (errors.TruncatedOutput, 422),
+    (errors.SchemaNotEnforced, 422),
     (errors.Overloaded, 429),
     (errors.Cancelled, 499),
     (errors.ModelNotAvailable, 503),
@@ -62,13 +65,32 @@ def status_for(exc: errors.LiftError) -> int:
     return 500
 
 
+def _encodable(value: Any) -> Any:
+    """``value`` with what JSON cannot carry replaced: non-finite floats -> None, lone surrogates -> U+FFFD.
+
+    An error body must always encode: a NaN or a ``"\\ud800"`` echoed from a
+    request once turned a 400 into a 500.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+    if isinstance(value, dict):
+        return {_encodable(str(k)): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return _encodable(str(value))
+
+
 def error_response(exc: errors.LiftError) -> JSONResponse:
     headers = {}
     if isinstance(exc, errors.Overloaded):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"error": exc.to_dict()}, status_code=status_for(exc), headers=headers)
+    return JSONResponse({"error": _encodable(exc.to_dict())}, status_code=status_for(exc), headers=headers)
 
 
 # --------------------------------------------------------------------------- ASGI middlewares
@@ -81,13 +103,23 @@ async def _send_error(send: Send, exc: errors.LiftError) -> None:
 
 
 class GuardMiddleware:
-    """Body-size limit and optional API key, as plain ASGI (keeps disconnect detection intact)."""
+    """API key, body-size limit and the JSON body check, as plain ASGI (keeps disconnect detection intact).
 
-    def __init__(self, app: ASGIApp, *, max_body: int, api_key: str | None, open_paths: tuple[str, ...]) -> None:
+    The body is read here, whole (it is bounded by ``max_body``), and a JSON
+    body is checked by :func:`~lift_sys.inference.http_guard.check_json_body`
+    before any endpoint parses it: NaN/Infinity, lone surrogates, nesting
+    beyond ``max_depth`` are a 400 naming the JSON pointer, for every
+    endpoint at once. The app then receives the same bytes, and after them
+    the real ``receive`` (so a disconnect is still seen).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int, api_key: str | None, open_paths: tuple[str, ...],
+                 max_depth: int = 64) -> None:
         self.app = app
         self.max_body = max_body
         self.api_key = api_key.encode() if api_key else None
         self.open_paths = open_paths
+        self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,18 +135,35 @@ class GuardMiddleware:
             return await _send_error(
                 send, errors.PayloadTooLarge(f"request body is {int(length)} bytes; the limit is {self.max_body}")
             )
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise errors.PayloadTooLarge(f"request body exceeds the limit of {self.max_body} bytes")
-            return message
+            if message["type"] == "http.disconnect":
+                return  # the client left (or its body timed out): nobody to answer
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body:
+                return await _send_error(send, errors.PayloadTooLarge(f"request body exceeds the limit of {self.max_body} bytes"))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body and is_json_content(headers.get(b"content-type")):
+            try:
+                check_json_body(body, max_depth=self.max_depth)
+            except errors.LiftError as exc:
+                return await _send_error(send, exc)
+        replayed = False
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class MetricsMiddleware:
@@ -128,7 +177,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
-        status = [500]
+        status = [499]  # no response at all: the client left (or its body timed out) first
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -137,6 +186,10 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            if status[0] == 499:
+                status[0] = 500
+            raise
         finally:
             self.metrics.observe_request(scope["path"], status[0], time.perf_counter() - t0)
 
@@ -261,10 +314,21 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = "/".join(str(p) for p in first.get("loc", ()) if p != "body")
-        msg = f"invalid request: {where}: {first.get('msg', 'invalid')}" if where else f"invalid request: {first.get('msg')}"
-        return error_response(errors.InvalidRequest(msg, detail={"errors": json.loads(json.dumps(exc.errors(), default=str))}))
+        # Only where and what: pydantic's "input"/"ctx" would echo the client's
+        # value back (any size, and not always encodable as JSON).
+        found = [{"loc": [str(p) for p in e.get("loc", ()) if p != "body"], "type": str(e.get("type", "")),
+                  "msg": str(e.get("msg", "invalid"))} for e in exc.errors()]
+        first = found[0] if found else {"loc": [], "msg": "invalid"}
+        where = "/".join(first["loc"])
+        msg = f"invalid request: {where}: {first['msg']}" if where else f"invalid request: {first['msg']}"
+        return error_response(errors.InvalidRequest(msg, detail={"errors": found[:20]}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the client's input: answered without internals (Starlette
+        # re-raises it afterwards, so uvicorn logs the traceback).
+        return JSONResponse({"error": {"type": "internal_error", "message": "internal server error (logged)"}},
+                            status_code=500)
 
     async def run(request: Request, fn: Callable[[CancelToken, float], Any]) -> Any:
         """Queue ``fn`` for a worker; cancel it if the client disconnects while waiting."""
@@ -412,8 +476,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completions (json_schema, json_object, stream)")
     async def chat_completions(body: m.ChatCompletionRequest, request: Request):
-        if body.stop not in (None, [], ""):
-            raise errors.InvalidRequest("stop sequences are not supported; use response_format or regex to bound output")
+        body.refuse_unsupported()  # tools, n > 1, logprobs ...: refused by name, never silently ignored
         grammar: GrammarSpec | None = None
         rf = body.response_format
         if rf is not None and rf.type == "json_schema":
@@ -426,7 +489,9 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
             if grammar is not None:
                 raise errors.InvalidRequest("give response_format or regex, not both")
             grammar = GrammarSpec("regex", body.regex)
-        opts = options(body.max_completion_tokens or body.max_tokens, body.temperature, body.seed, None, body.top_p)
+        opts = options(body.max_completion_tokens or body.max_tokens,
+                       1.0 if body.temperature is None else body.temperature, body.seed, None,
+                       1.0 if body.top_p is None else body.top_p)
         messages = [msg.model_dump() for msg in body.messages]
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
@@ -516,7 +581,11 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
                             yield chunk({}, usage=_openai_usage(gen))
                         break
                     else:
-                        err = payload.to_dict() if isinstance(payload, errors.LiftError) else {"type": "internal", "message": str(payload)}
+                        if isinstance(payload, errors.LiftError):
+                            err = _encodable(payload.to_dict())
+                        else:
+                            log.error("stream failed", exc_info=payload)
+                            err = {"type": "internal_error", "message": "internal server error (logged)"}
                         yield f"data: {json.dumps({'error': err})}\n\n"
                         break
                     event = await events.get()
@@ -543,7 +612,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
         MetricsMiddleware(
             GuardMiddleware(app, max_body=settings.max_body_bytes,
                             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                            open_paths=("/health",)),
+                            open_paths=("/health",), max_depth=settings.max_json_depth),
             metrics,
         ),
         health_payload,

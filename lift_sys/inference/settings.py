@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     api_key: Optional[SecretStr] = Field(None, description="When set, every endpoint but /health needs `Authorization: Bearer <key>`")
     max_queue: int = Field(20, ge=1, description="Requests waiting for the model beyond which the server answers 429")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body")
+    max_json_depth: int = Field(64, ge=8, le=512, description="Deepest nesting of objects/arrays accepted in a JSON body")
+    header_timeout_s: float = Field(10.0, gt=0, description="lift-sys serve: a connection that has not sent a request's "
+                                    "headers within this many seconds is closed")
+    body_timeout_s: float = Field(30.0, gt=0, description="lift-sys serve: a request body not received within this many "
+                                  "seconds after its headers gets a 408")
+    max_header_bytes: int = Field(65536, ge=4096, description="lift-sys serve: request line + headers beyond this get a 431")
+    max_connections: int = Field(200, ge=1, description="lift-sys serve: open connections (or running requests) beyond "
+                                 "which a new request gets a 503")
     max_tokens_default: int = Field(1024, ge=1, description="max_tokens when a request does not say")
     warm_up: bool = Field(True, description="lift-sys serve: prefill the prompt prefix every IR request shares at start "
                           "(the first request skips ~5 s of CPU prefill)")

@@ -8,10 +8,13 @@ forever, so compilation runs in a worker thread with a deadline -- for
 both backends, and including their first mask (where llguidance builds its
 lexer), so the time box covers all the work a grammar costs before decoding.
 
-A compile that overran cannot be interrupted (it is native code); its key
-is remembered, so the same grammar sent again is refused at once instead of
-occupying another compile thread. The server's own grammars (IR, code) are
-pinned: a stream of distinct client schemas cannot evict them.
+A compile that overran cannot be interrupted (it is native code, and
+keeps its thread until it ends). So its key is remembered -- the same
+grammar sent again is refused at once -- and while every compile thread is
+held by such an overrun, a new compile is refused as "busy" (429, with
+Retry-After) instead of queueing behind it and timing out as if its own
+grammar were at fault. The server's own grammars (IR, code) are pinned: a
+stream of distinct client schemas cannot evict them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
-from lift_sys.errors import GrammarCompileError, GrammarCompileTimeout, InvalidRequest, LiftError
+from lift_sys.errors import GrammarCompileError, GrammarCompileTimeout, InvalidRequest, LiftError, Overloaded
 from lift_sys.inference.grammar.base import (
     CompiledGrammar,
     GrammarBackend,
@@ -73,8 +76,10 @@ class GrammarCache:
         self.compile_timeout_s = compile_timeout_s
         self._entries: OrderedDict[tuple[str, str, str], CompiledGrammar] = OrderedDict()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grammar-compile")
+        self._workers = 2
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="grammar-compile")
         self._overran: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._overrunning = 0  # compiles past their time box, still holding a thread
         self._pinned: set[str] = set()
         self.stats = CacheStats()
 
@@ -89,6 +94,17 @@ class GrammarCache:
             detail={"timeout_s": self.compile_timeout_s, "backend": backend},
         )
 
+    def _busy(self) -> Overloaded:
+        return Overloaded(
+            f"grammar compilation is busy ({self._overrunning} compiles over their {self.compile_timeout_s:g} s "
+            "time box are still running); retry later",
+            retry_after_s=max(1, round(self.compile_timeout_s)),
+        )
+
+    def _overrun_ended(self, _future: object) -> None:
+        with self._lock:
+            self._overrunning -= 1
+
     def get(self, spec: GrammarSpec, backend_name: str | None, vocab: Vocabulary) -> CompiledGrammar:
         backend = get_backend(backend_name)
         key = (backend.name, spec.key, vocab.fingerprint)
@@ -102,15 +118,27 @@ class GrammarCache:
                 raise self._timeout(backend.name, overran=True)
         backend.lint(spec)  # before counting a miss: a refused schema is not a compile
         with self._lock:
+            if self._overrunning >= self._workers:
+                raise self._busy()
             self.stats.misses += 1
-        future = self._pool.submit(backend.compile, spec, vocab)
+        started = threading.Event()
+
+        def run() -> CompiledGrammar:
+            started.set()
+            return backend.compile(spec, vocab)
+
+        future = self._pool.submit(run)
         try:
             compiled = future.result(timeout=self.compile_timeout_s)
         except FutureTimeout:
+            if future.cancel() or not started.is_set():  # it never ran: the compiler was busy, not this grammar slow
+                raise self._busy() from None
             with self._lock:
+                self._overrunning += 1
                 self._overran[key] = None
                 while len(self._overran) > 1024:
                     self._overran.popitem(last=False)
+            future.add_done_callback(self._overrun_ended)
             raise self._timeout(backend.name, overran=False) from None
         except LiftError:
             raise

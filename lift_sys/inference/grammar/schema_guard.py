@@ -28,7 +28,7 @@ self-contained and finite:
 * the in-place expansion of those keywords from any subschema stays under
   :data:`MAX_INPLACE_EXPANSION` subschemas;
 * the schema is valid against the 2020-12 meta-schema (bundled with
-  jsonschema; format assertions off, so a regex dialect is not judged here).
+  jsonschema-rs; format assertions off, so a regex dialect is not judged here).
 
 Every refusal is a :class:`~lift_sys.errors.SchemaRefused` naming the keyword
 and the JSON pointer.
@@ -73,12 +73,13 @@ _MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "d
 _INPLACE_LIST = ("allOf", "anyOf", "oneOf")
 _INPLACE_ONE = ("not", "if", "then", "else")
 
-MAX_INPLACE_EXPANSION = 2000
+MAX_INPLACE_EXPANSION = 10_000
 """Most subschemas one subschema may expand to through $ref/allOf/anyOf/oneOf/not/if/then/else.
 
 Validators (and allOf-merging compilers) visit every one of them for each
-instance value; the IR schema needs a few dozen. Measured exponential
-blow-up: 4-way allOf of refs, 14 levels deep, 2.4 s per validation."""
+instance value; the IR schema needs a few dozen, a wide anyOf of constants a
+few thousand. Measured exponential blow-up: 4-way allOf of refs, 14 levels
+deep (4^14 = 2.7e8), 2.4 s per validation."""
 
 Pointer = tuple[str, ...]
 
@@ -218,16 +219,22 @@ def _dialect_ok(uri: Any) -> bool:
 
 
 def _check_meta(schema: Any) -> None:
-    """The schema must be a JSON Schema (2020-12 meta-schema, bundled: nothing fetched)."""
-    import jsonschema
+    """The schema must be a JSON Schema: jsonschema-rs's bundled 2020-12 meta-schema, nothing fetched.
 
-    meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
-    error = jsonschema.exceptions.best_match(meta.iter_errors(schema))
-    if error is not None:
-        path = tuple(str(p) for p in error.absolute_path)
-        keyword = path[-1] if path else str(error.validator)
+    jsonschema-rs, not python-jsonschema: ~1000x faster on a large schema
+    (10k properties: 2.5 ms vs 2.2 s), and a 1 MB hostile schema must not
+    cost seconds of the worker. Format assertions are off, so a regex
+    dialect is judged by the backend, not here.
+    """
+    import jsonschema_rs
+
+    try:
+        jsonschema_rs.meta.validate(schema)
+    except jsonschema_rs.ValidationError as error:
+        path = tuple(str(p) for p in error.instance_path)
+        keyword = path[-1] if path else "$schema"
         message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
-        raise SchemaRefused(keyword, pointer_str(path), f"not a valid JSON Schema: {message}")
+        raise SchemaRefused(keyword, pointer_str(path), f"not a valid JSON Schema: {message}") from None
 
 
 def check_schema(schema: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,7 @@ class InferenceService:
             self.grammar_cache.pin(builtin)
         self._counters = _Counters()
         self._counters_lock = threading.Lock()
+        self._linted: OrderedDict[tuple[str, str], None] = OrderedDict()  # remote engine: lint verdicts
         self._started = time.time()
 
     # ------------------------------------------------------------------ generic
@@ -205,8 +207,13 @@ class InferenceService:
         """Lint + compile (cached) ``spec`` for this engine's vocabulary."""
         name = backend or self.default_backend
         vocab = self.engine.vocabulary()
-        if vocab is None:  # remote engine: the server compiles; we still lint
-            get_backend(name).lint(spec)
+        if vocab is None:  # remote engine: the server compiles; we still lint (once per schema and backend)
+            if (name, spec.key) not in self._linted:
+                get_backend(name).lint(spec)
+                with self._counters_lock:
+                    self._linted[(name, spec.key)] = None
+                    while len(self._linted) > 256:
+                        self._linted.popitem(last=False)
             return Constraint(spec=spec, backend=name)
         compiled = self.grammar_cache.get(spec, name, vocab)
         return Constraint(spec=spec, backend=name, compiled=compiled)

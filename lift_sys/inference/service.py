@@ -34,7 +34,7 @@ from lift_sys.inference.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSpe
 from lift_sys.inference.grammar.schema_guard import sanitize_schema
 from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
-from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, validate_json
+from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, prepare_validator, validate_json
 
 
 @dataclass(frozen=True)
@@ -244,6 +244,8 @@ class InferenceService:
         if spec is not None:
             spec = guard_spec(spec)
         caller_schema = spec is not None and spec.key not in _BUILTIN_KEYS
+        if caller_schema and spec.kind == "json_schema":
+            prepare_validator(spec.source, schema_key=spec.key)  # before any work: 400 if it cannot be checked
         try:
             t0 = time.perf_counter()
             constraint = self.constraint_for(spec, options.grammar_backend) if spec is not None else None
@@ -276,7 +278,7 @@ class InferenceService:
                             "enforce the schema",
                             detail={"text": completion.text},
                         ) from None
-                    validate_json(result.json, spec.source, schema_key=spec.key)
+                    validate_json(result.json, spec.source, schema_key=spec.key, trusted=not caller_schema)
                 except OutputValidationError as exc:
                     if not caller_schema:
                         raise  # our own IR/code schema: a server bug, reported as such

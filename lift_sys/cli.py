@@ -323,7 +323,8 @@ def serve(
         raise _fail(f"bad settings: {exc}") from None
     err.print(f"lift-sys serving on http://{settings.host}:{settings.port}  (docs: /docs)")
     if reload:
-        uvicorn.run("lift_sys.inference.server:app_from_env", factory=True, host=settings.host, port=settings.port, reload=True)
+        uvicorn.run("lift_sys.inference.server:app_from_env", factory=True, host=settings.host, port=settings.port, reload=True,
+                    http="lift_sys.inference.http_guard:SettingsProtocol", limit_concurrency=settings.max_connections)
         return
     from lift_sys.inference.runtime import service_from_settings
     from lift_sys.inference.server import asgi, quiet_health_access_log

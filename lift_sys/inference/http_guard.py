@@ -251,6 +251,23 @@ def protocol_class(*, header_timeout_s: float, body_timeout_s: float, max_header
     return TimeoutHttpToolsProtocol
 
 
+def __getattr__(name: str) -> Any:
+    """``SettingsProtocol``: the protocol class built from the LIFT_* environment.
+
+    For ``lift-sys serve --reload``, whose worker process rebuilds uvicorn's
+    configuration from picklable values: it names this attribute
+    (``http="lift_sys.inference.http_guard:SettingsProtocol"``) instead of
+    passing a class.
+    """
+    if name == "SettingsProtocol":
+        from lift_sys.inference.settings import Settings
+
+        settings = Settings()
+        return protocol_class(header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,
+                              max_header_bytes=settings.max_header_bytes)
+    raise AttributeError(name)
+
+
 def uvicorn_options(settings: Any) -> dict[str, Any]:
     """uvicorn keyword arguments of ``lift-sys serve``: httptools with our timeouts, a connection cap.
 

@@ -165,6 +165,8 @@ def _read_ir(ir_file: str):
     from lift_sys.ir.models import IRSpec
 
     try:
+        if ir_file != "-" and not Path(ir_file).is_file():
+            raise OSError(f"{ir_file} is not a regular file")
         raw = sys.stdin.read() if ir_file == "-" else Path(ir_file).read_text(encoding="utf-8")
         doc = json.loads(raw)
         if not isinstance(doc, dict):
@@ -276,6 +278,8 @@ def verify(
     from lift_sys.codegen.verify import verify_code
 
     spec = _read_ir(ir_file)
+    if not code_file.is_file():  # a FIFO or a device would block or never end
+        raise _fail(f"{code_file} is not a regular file")
     try:
         source = code_file.read_bytes().decode("utf-8")
     except OSError as exc:

@@ -143,11 +143,13 @@ def _system_lib_binds() -> list[str]:
     return args
 
 
-def landlock_rules(tmp: str) -> dict[str, list[str]]:
-    """What the harness's Landlock ruleset allows: read the interpreter and libraries, write ``tmp``."""
+def landlock_rules(tmp: str | None) -> dict[str, list[str]]:
+    """What the harness's Landlock ruleset allows: read the interpreter and libraries, write ``tmp``
+    (bwrap: its private 16 MiB tmpfs; the process fallback gets none -- its cwd is on the host's
+    disk, where the red team left 2 GB of immutable files behind)."""
     read = [inside for _, inside in _interpreter_paths()]
     read += [p for p in _SYSTEM_LIBS if os.path.exists(p)] + [d for d in _DEVICES if os.path.exists(d)]
-    return {"read": read, "write": [tmp, "/dev/null"]}
+    return {"read": read, "write": ([tmp] if tmp else []) + ["/dev/null"]}
 
 
 def bwrap_argv(limits: Limits) -> list[str]:
@@ -227,15 +229,18 @@ def landlock_abi() -> int:
 
 @lru_cache(maxsize=1)
 def _netns_prefix() -> tuple[str, ...]:
-    """``unshare -n --`` when this machine lets us make a network namespace (process level only)."""
+    """``unshare`` of network, IPC and UTS namespaces where this machine allows it (process level only)."""
     exe = shutil.which("unshare")
     if not exe:
         return ()
-    try:
-        r = subprocess.run([exe, "-n", "--", "true"], capture_output=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return (exe, "-n", "--") if r.returncode == 0 else ()
+    for flags in (("-n", "-i", "-u"), ("-n",)):
+        try:
+            r = subprocess.run([exe, *flags, "--", "true"], capture_output=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return ()
+        if r.returncode == 0:
+            return (exe, *flags, "--")
+    return ()
 
 
 def _preexec(limits: Limits):
@@ -265,9 +270,9 @@ def run_python(script: str, stdin_payload: dict, limits: Limits = Limits(), *,
     level = level or isolation()
     program = filter_program()
     exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    with tempfile.TemporaryDirectory(prefix="lift-sandbox-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lift-sandbox-", ignore_cleanup_errors=True) as tmp:
         payload = dict(stdin_payload, seccomp=program.hex() if program else "",
-                       landlock=landlock_rules("/tmp" if level == "bwrap" else tmp))
+                       landlock=landlock_rules("/tmp" if level == "bwrap" else None))
         if level == "bwrap":
             cmd = [*bwrap_argv(limits), exe, "-I", "-S", "-B", "-c", script]
             env = {"PATH": "/usr/bin:/bin"}

@@ -21,6 +21,18 @@ namespaces alone leave open:
 * ``bpf``/``perf_event_open``/``userfaultfd``/``io_uring_*``/``keyctl`` and
   friends, module loading, ``reboot``, ``kexec``: large kernel attack surface
   no verification needs.
+* metadata and host-wide state that Landlock does not cover -- found by the
+  red team in the ``process`` fallback, where the sandbox shares the host's
+  filesystem, IPC and UTS: ``chmod``/``chown``/``utime*``/``*xattr`` (a
+  setuid copy of ``cat``, a file capability that read ``/etc/shadow``),
+  ``mknod*`` (``/dev/kmsg``, a host VT for ``TIOCSTI``), ``sethostname``,
+  the clocks, SysV ``shm*``/``sem*``/``msg*`` (segments that outlive the
+  run and escape ``RLIMIT_AS`` -- under bwrap too, for its lifetime),
+  ``fanotify``/``inotify`` (watching host files), and ``setpriority``/
+  ``sched_set*``/``prlimit64`` on another process (``prlimit`` of a host PID
+  to a 1 s CPU limit killed it). ``prlimit64`` on itself (pid 0) stays.
+* ``ioctl`` ``TIOCSTI``/``TIOCLINUX`` (typing into a terminal) and
+  ``FS_IOC_SETFLAGS`` (``chattr +i``: files the cleanup cannot remove).
 
 Denied calls fail with EPERM (the program sees a clean ``PermissionError``);
 a foreign architecture or an x32 syscall number kills the process. The
@@ -61,7 +73,22 @@ DENIED_X86_64: dict[str, int] = {
     "execveat": 322, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
     "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
     "fsmount": 432, "fspick": 433, "pidfd_getfd": 438, "mount_setattr": 442,
+    # metadata and host-wide state (see above)
+    "chmod": 90, "fchmod": 91, "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260, "fchmodat": 268,
+    "fchmodat2": 452, "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280,
+    "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198,
+    "fremovexattr": 199, "mknod": 133, "mknodat": 259, "sethostname": 170, "setdomainname": 171,
+    "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305, "adjtimex": 159,
+    "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66, "shmdt": 67,
+    "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220,
+    "fanotify_init": 300, "fanotify_mark": 301, "inotify_init": 253, "inotify_add_watch": 254,
+    "inotify_init1": 294, "setpriority": 141, "sched_setparam": 142, "sched_setscheduler": 144,
+    "sched_setaffinity": 203, "sched_setattr": 314, "pidfd_send_signal": 424, "pidfd_open": 434,
+    "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "vhangup": 153, "ioperm": 173, "iopl": 172,
+    "lookup_dcookie": 212, "move_pages": 279, "migrate_pages": 256, "kcmp": 312,
 }
+_PRLIMIT64, _IOCTL = 302, 16
+_DENIED_IOCTLS = (0x5412, 0x541C, 0x40086602, 0x40046602)  # TIOCSTI, TIOCLINUX, FS_IOC_SETFLAGS (64/32)
 _CLONE, _CLONE3 = 56, 435
 
 
@@ -85,6 +112,21 @@ def filter_program() -> bytes | None:
     for nr in sorted(DENIED_X86_64.values()):
         prog += [_insn(_JEQ_K, 0, 1, nr), _insn(_RET_K, 0, 0, eperm)]
     prog += [_insn(_JEQ_K, 0, 1, _CLONE3), _insn(_RET_K, 0, 0, RET_ERRNO | errno.ENOSYS)]
+    # prlimit64(pid, ...): only on itself (pid 0 or its own pid is what libc's setrlimit sends: 0)
+    prog += [
+        _insn(_JEQ_K, 0, 4, _PRLIMIT64),
+        _insn(_LD_W_ABS, 0, 0, 16),  # A = pid
+        _insn(_JEQ_K, 1, 0, 0),
+        _insn(_RET_K, 0, 0, eperm),
+        _insn(_RET_K, 0, 0, RET_ALLOW),
+    ]
+    # ioctl(fd, cmd, ...): no typing into terminals, no immutable files
+    n = len(_DENIED_IOCTLS)
+    prog += [_insn(_JEQ_K, 0, n + 3, _IOCTL), _insn(_LD_W_ABS, 0, 0, 24)]  # A = low 32 bits of cmd
+    for k, cmd in enumerate(_DENIED_IOCTLS):
+        prog.append(_insn(_JEQ_K, n - k, 0, cmd))
+    prog += [_insn(_RET_K, 0, 0, RET_ALLOW), _insn(_RET_K, 0, 0, eperm)]
+    prog += [_insn(_LD_W_ABS, 0, 0, 0)]  # A = syscall number again (only reached when not ioctl)
     prog += [
         _insn(_JEQ_K, 0, 4, _CLONE),
         _insn(_LD_W_ABS, 0, 0, 16),  # A = low 32 bits of clone's flags

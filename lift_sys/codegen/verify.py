@@ -37,7 +37,7 @@ from typing import Iterable, Literal
 
 from lift_sys.codegen.check import CodeCheck, check_code_against_ir
 from lift_sys.codegen.harness import CALL_HARNESS, PREDICATE_HARNESS
-from lift_sys.codegen.sandbox import Limits, SandboxResult, run_python
+from lift_sys.codegen.sandbox import Limits, SandboxResult, SandboxUnavailable, run_python
 from lift_sys.codegen.sandbox import isolation as sandbox_isolation
 from lift_sys.ir.models import IRSpec
 
@@ -130,7 +130,12 @@ def _plain(v: object) -> object:
     """A sandbox value as Python shows it (tags back to tuple/set/float, escaped keys back)."""
     tag = _tag(v)
     if tag == "$float":
-        return float(v["$float"]) if v["$float"] in ("nan", "inf", "-inf") else v  # type: ignore[index]
+        return float(v["$float"])  # type: ignore[index]
+    if tag == "$dict":
+        try:
+            return {_plain(a): _plain(b) for a, b in v["$dict"]}  # type: ignore[index]
+        except TypeError:
+            return v
     if tag == "$tuple":
         return tuple(_plain(x) for x in v["$tuple"])  # type: ignore[index]
     if tag == "$set":
@@ -154,7 +159,37 @@ def _short(v: object, n: int = 200) -> str:
 
 
 def _tag(v: object) -> str | None:
-    return next(iter(v)) if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("$float", "$tuple", "$set") else None
+    """The tag of a well-formed tagged value ({"$tuple": [...]}, ...); anything else is plain data."""
+    if not (isinstance(v, dict) and len(v) == 1):
+        return None
+    (k, x), = v.items()
+    if k == "$float" and x in ("nan", "inf", "-inf"):
+        return k
+    if k in ("$tuple", "$set") and isinstance(x, list):
+        return k
+    if k == "$dict" and isinstance(x, list) and all(isinstance(p, list) and len(p) == 2 for p in x):
+        return k
+    return None
+
+
+def _key_text(k: object) -> str | None:
+    """A non-string dict key as JSON would write it (JSON objects only have string keys)."""
+    if type(k) is str:
+        return k
+    if type(k) in (int, float, bool) or k is None:
+        return json.dumps(k)
+    return None
+
+
+def _non_str_keys(returns: str) -> bool:
+    """The IR's return type declares a dict with keys that are not strings (``dict[int, ...]``)."""
+    r = returns.replace(" ", "").lower()
+    return any(f"{d}[{t}" in r for d in ("dict", "mapping") for t in ("int", "float", "bool", "tuple", "any"))
+
+
+def _allows_float(returns: str) -> bool:
+    r = returns.lower()
+    return any(w in r for w in ("float", "number", "real", "any", "decimal"))
 
 
 def escape_keys(v: object) -> object:
@@ -169,14 +204,23 @@ def escape_keys(v: object) -> object:
 def same(actual: object, expected: object, returns: str = "") -> bool:
     """Type-strict equality of a sandbox answer with an IR value (already in the sandbox's encoding).
 
-    A bool is not a number; ``None`` only equals ``None``; two ints compare exactly; a float
-    on either side compares with 1e-9 relative tolerance; NaN/infinity equal nothing (JSON has
-    neither). JSON has no tuple or set: a tuple equals a list only when the IR's return type
-    mentions ``tuple``, a set equals a list with the same items in any order only when it
-    mentions ``set``."""
+    A bool is not a number; ``None`` only equals ``None``; two ints compare exactly; an int and a
+    float never match unless the return type admits floats, and then (as two floats do) with 1e-9
+    relative tolerance; NaN/infinity equal nothing (JSON has neither). JSON has no tuple, set or
+    non-string key: a tuple equals a list only when the IR's return type mentions ``tuple``, a
+    set equals a list with the same items in any order only when it mentions ``set``, and
+    ``{1: 2}`` equals ``{"1": 2}`` only when it declares ``dict[int, ...]``."""
     tag = _tag(actual)
     if tag == "$float":
         return False
+    if tag == "$dict":
+        pairs = actual["$dict"]  # type: ignore[index]
+        if not _non_str_keys(returns) or not isinstance(expected, dict) or len(pairs) != len(expected):
+            return False
+        keys = [_key_text(k) for k, _ in pairs]
+        if None in keys or len(set(keys)) != len(keys) or set(keys) != set(expected):
+            return False
+        return all(same(v, expected[k], returns) for k, (_, v) in zip(keys, pairs))  # type: ignore[index]
     if tag == "$tuple":
         return "tuple" in returns.lower() and isinstance(expected, list) and same(actual["$tuple"], expected, returns)  # type: ignore[index]
     if tag == "$set":
@@ -195,6 +239,8 @@ def same(actual: object, expected: object, returns: str = "") -> bool:
     if type(actual) is int and type(expected) is int:
         return actual == expected
     if type(actual) in (int, float) and type(expected) in (int, float):
+        if type(actual) is not type(expected) and not _allows_float(returns):
+            return False
         return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12)  # type: ignore[arg-type]
     if actual is None or expected is None:
         return actual is None and expected is None
@@ -276,7 +322,7 @@ def _call_candidate(code: str, fname: str, calls: list[dict], limits: Limits, ca
     if not isinstance(rep, dict) or not isinstance(rep.get("calls"), list):
         raise MalformedAnswer("not a report")
     if rep.get("load_error") is not None:
-        raise _LoadError(str(rep["load_error"])[:300])
+        raise _LoadError(str(rep["load_error"])[:300], rep)
     if len(rep["calls"]) != len(calls):
         raise MalformedAnswer(f"{len(rep['calls'])} answers for {len(calls)} calls")
     outcomes = [_outcome(e, f"answer {i}") for i, e in enumerate(rep["calls"])]
@@ -286,7 +332,9 @@ def _call_candidate(code: str, fname: str, calls: list[dict], limits: Limits, ca
 
 
 class _LoadError(Exception):
-    pass
+    def __init__(self, message: str, payload: dict) -> None:
+        super().__init__(message)
+        self.payload = payload
 
 
 def _predicates(jobs: list[dict], predicates: list[str], fname: str | None, table: dict, limits: Limits,
@@ -317,7 +365,12 @@ def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_mod
     Never raises on hostile input: anything unexpected becomes a failed check with its reason.
     ``static_checks``: the result of :func:`check_code_against_ir` when the caller already has it.
     """
-    report = VerificationReport(isolation=sandbox_isolation())
+    try:
+        report = VerificationReport(isolation=sandbox_isolation())
+    except SandboxUnavailable as exc:
+        report = VerificationReport(isolation="unavailable")
+        report.checks.append(VerifyCheck("runs", False, f"no sandbox: {exc}"))
+        return report
     if len(code) > MAX_CODE_CHARS:
         report.checks.append(VerifyCheck("parses", False, f"code is {len(code)} characters, more than the "
                                                           f"{MAX_CODE_CHARS} verified"))
@@ -334,15 +387,25 @@ def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_mod
     report.checks.append(VerifyCheck("imports_allowed", not problems, "; ".join(problems) or "stdlib allow-list"))
     if problems:
         return report
+    ran = any(c.name == "runs" for c in report.checks)
     try:
         _run_dynamic(code, ir, report, limits, call_timeout_s)
     except _LoadError as exc:
+        _confinement(report, exc.payload)
         report.checks.append(VerifyCheck("runs", False, f"loading the code failed: {exc}"))
     except MalformedAnswer as exc:
         report.checks.append(VerifyCheck("runs", False, f"malformed answer from the sandbox: {exc}"))
-    except (ValueError, TypeError, RecursionError, MemoryError, OverflowError) as exc:
-        report.checks.append(VerifyCheck("runs", False, f"could not verify: {type(exc).__name__}: {str(exc)[:200]}"))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, MemoryError, OverflowError) as exc:
+        name = "judged" if any(c.name == "runs" for c in report.checks) and not ran else "runs"
+        report.checks.append(VerifyCheck(name, False, f"could not verify: {type(exc).__name__}: {str(exc)[:200]}"))
     return report
+
+
+def _confinement(report: VerificationReport, payload: dict) -> None:
+    """What the harness confirmed was in force (it reports it even when the candidate failed to load)."""
+    report.seccomp = payload.get("seccomp") is True
+    landlock = payload.get("landlock")
+    report.landlock = landlock if type(landlock) is int else 0
 
 
 def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limits, call_timeout_s: float) -> None:
@@ -379,9 +442,7 @@ def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limi
     if not call.ok:
         report.checks.append(VerifyCheck("runs", False, call.reason))
         return
-    report.seccomp = call.payload.get("seccomp") is True
-    landlock = call.payload.get("landlock")
-    report.landlock = landlock if type(landlock) is int else 0
+    _confinement(report, call.payload)
     report.checks.append(VerifyCheck("runs", True, f"{len(outcomes)} calls in {call.seconds:.2f} s"))
 
     for i, (ex, got) in enumerate(zip(examples, outcomes)):
@@ -425,6 +486,10 @@ def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limi
             if kind != "precondition":
                 jobs.append({"predicate": j, "env": dict(escape_keys(ex["inputs"]), result=got["value"])})
                 labels.append((j, i))
+    for j, kind in enumerate(kinds):
+        if kind != "precondition" and not any(jj == j for jj, _ in labels):
+            report.checks.append(VerifyCheck(f"{kind}[{j}]", False, f"{predicates[j]} was never checked: no example "
+                                             "returns a value", "ir"))
     if not jobs:
         return
     table: dict[str, dict] = {}
@@ -455,10 +520,8 @@ def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limi
             ok, detail = r["value"], f"{predicates[j]} is {r['value']}"
         else:
             ok, detail = False, f"{predicates[j]} {describe_outcome(r, call_timeout_s)}"
-        if self_ref[j]:
-            # no IR-only evaluation exists for these: a predicate that cannot even be evaluated
-            # (syntax, names) is the IR's; one the function's own answers make false or raise is the code's
-            scope = "code" if ("value" in r or r.get("from_function") or r.get("sandbox_failed")) else "ir"
-        else:
-            scope = "code" if consistent else "ir"
+        # A check that calls the function has no IR-only evaluation to tell an IR mistake from a code
+        # one, so every failure of it counts against the code: "verified" must never rest on a check
+        # that could not be run (the red team made exceptions the stand-in could not rebuild).
+        scope = "code" if (self_ref[j] or consistent) else "ir"
         report.checks.append(VerifyCheck(name, bool(ok), detail, scope, calls_function=self_ref[j]))  # type: ignore[arg-type]

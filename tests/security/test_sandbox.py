@@ -606,3 +606,100 @@ def test_cli_verify_answers_bad_files_with_one_line(tmp_path):
         assert p.returncode != 0 and "Traceback" not in p.stderr and needle in p.stderr, (ir, code, p.stderr[-500:])
     p = cli("markup.json", "code.py")
     assert "Traceback" not in p.stderr + p.stdout and "result[/bold]" in p.stdout, p.stdout[-800:] + p.stderr[-500:]
+
+
+# --------------------------------------------------------------------------- red team, round 2 (each a regression)
+
+
+def test_a_check_that_calls_the_function_cannot_be_neutralised_by_an_odd_exception():
+    """The function raises something the predicate sandbox cannot rebuild as-is: still the code's failure."""
+    ir = ir_doc(assertions=[SELF_IR])
+    for exc in ("UnicodeEncodeError('ascii', 'x', 0, 1, 'no')", "ExceptionGroup('g', [ValueError('v')])"):
+        code = f"def double(n):\n    if n not in (0, 3, 5):\n        raise {exc}\n    return 2 * n\n"
+        r = verify_code(code, ir, limits=FAST)
+        assert not r.verified, (exc, r.to_dict())
+        assert any(c.calls_function and not c.passed and c.scope == "code" for c in r.checks)
+
+
+def test_dict_keys_keep_their_type():
+    spec = {"intent": {"summary": "Digit counts."}, "examples": [{"inputs": {"s": "112"}, "output": {"1": 2, "2": 1}}]}
+    as_str = IRSpec.model_validate({**spec, "signature": {"name": "digits", "parameters": [{"name": "s"}], "returns": "dict[str, int]"}})
+    as_int = IRSpec.model_validate({**spec, "signature": {"name": "digits", "parameters": [{"name": "s"}], "returns": "dict[int, int]"}})
+    int_keys = "def digits(s):\n    out = {}\n    for ch in s:\n        out[int(ch)] = out.get(int(ch), 0) + 1\n    return out\n"
+    str_keys = int_keys.replace("int(ch)", "ch")
+    assert not verify_code(int_keys, as_str, limits=FAST).verified
+    assert verify_code(str_keys, as_str, limits=FAST).verified
+    assert verify_code(int_keys, as_int, limits=FAST).verified  # JSON cannot say {1: 2}; the declared type can
+    mixed = "def digits(s):\n    return {1: 2, '1': 2, 2: 1}\n"
+    assert not verify_code(mixed, as_int, limits=FAST).verified
+
+
+@pytest.mark.parametrize("returns, code, verified", [
+    ("int", "def double(n):\n    return float(2 * n)\n", False),  # 6.0 is not the int 6
+    ("float", "def double(n):\n    return float(2 * n)\n", True),
+    ("int", "def double(n):\n    return 2 * n\n", True),
+])
+def test_ints_and_floats_are_different_answers_unless_floats_are_declared(returns, code, verified):
+    doc = DOUBLE.model_dump(mode="json")
+    doc["signature"]["returns"] = returns
+    doc["assertions"] = []
+    assert verify_code(code, IRSpec.model_validate(doc), limits=FAST).verified is verified
+
+
+def test_postconditions_no_example_can_check_are_reported():
+    ir = ir_doc(examples=[{"inputs": {"n": "x"}, "output": None, "raises": "TypeError"}])
+    r = verify_code("def double(n):\n    raise TypeError('x')\n", ir, limits=FAST)
+    finding = next(c for c in r.checks if c.name == "postcondition[0]")
+    assert not finding.passed and finding.scope == "ir" and "never checked" in finding.detail
+    assert r.to_dict()["ir_findings"] >= 1
+
+
+def test_process_level_has_no_capabilities_and_no_host_wide_state(monkeypatch, host_dir):
+    monkeypatch.setenv("LIFT_SANDBOX", "process")
+    target = host_dir / "target"
+    target.write_text("x")
+    before = (target.stat().st_mode, target.stat().st_uid, target.stat().st_mtime)
+    hostname = socket.gethostname()
+    code = f"""
+def double(n):
+    _os = ({IMPORT})('os')
+    _r = ({IMPORT})('resource')
+    res = []
+    for f in (lambda: _os.chmod({str(target)!r}, 0o4777), lambda: _os.chown({str(target)!r}, 4321, 4321),
+              lambda: _os.utime({str(target)!r}, (0, 0)), lambda: _os.setxattr({str(target)!r}, "user.x", b"1"),
+              lambda: _os.mknod("/tmp/kmsg", 0o20600, _os.makedev(1, 11)), lambda: _os.sethostname("pwned"),
+              lambda: _r.prlimit(_os.getppid(), _r.RLIMIT_CPU, (1, 1)), lambda: _os.setpriority(0, _os.getppid(), 19),
+              lambda: open("x", "w")):
+        try:
+            f()
+            res.append("ok")
+        except Exception as e:
+            res.append(type(e).__name__)
+    return res
+"""
+    call = sandbox.run_python(CALL_HARNESS, {"code": code, "name": "double", "calls": [{"args": [], "kwargs": {"n": 1}}],
+                                             "call_timeout": 4.0, "output_cap": 65536}, FAST)
+    assert call.ok, call.reason
+    assert call.payload["capabilities"] == 0
+    assert "ok" not in call.payload["calls"][0]["value"], call.payload
+    after = (target.stat().st_mode, target.stat().st_uid, target.stat().st_mtime)
+    assert after == before and socket.gethostname() == hostname
+
+
+def test_sysv_shared_memory_is_refused(level):
+    code = (f"def double(n):\n    ct = ({IMPORT})('ctypes')\n    libc = ct.CDLL(None, use_errno=True)\n"
+            "    return [libc.shmget(0, 300 << 20, 0o1600), ct.get_errno()]\n")
+    out = run_probe(code)[0]
+    assert out == [-1, 1], out  # EPERM
+
+
+def test_a_bad_sandbox_setting_is_a_clean_failed_check(monkeypatch):
+    monkeypatch.setenv("LIFT_SANDBOX", "none")
+    r = verify_code(RIGHT, DOUBLE, limits=FAST)
+    assert not r.verified and "LIFT_SANDBOX" in failed_detail(r, "runs")
+
+
+def test_confinement_is_reported_even_when_loading_fails(level):
+    r = verify_code("raise ValueError('at import')\ndef double(n):\n    return 2 * n\n", DOUBLE, limits=FAST)
+    assert "loading the code failed" in failed_detail(r, "runs")
+    assert r.seccomp is True and r.landlock >= 1

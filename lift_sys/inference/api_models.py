@@ -81,6 +81,7 @@ class VerifyCheckOut(BaseModel):
     passed: bool
     detail: str = Field("", description="Evidence: what the code returned/raised, or why it was refused")
     scope: str = Field("code", description="code = counts toward verified; ir = a finding about the IR itself")
+    calls_function: bool = Field(False, description="A check that calls the function itself (its calls answered by the sandbox)")
 
 
 class VerificationOut(BaseModel):
@@ -89,6 +90,10 @@ class VerificationOut(BaseModel):
     total: int
     checks: list[VerifyCheckOut]
     sandbox_seconds: float
+    ir_findings: int = Field(0, description="Failed checks that are findings about the IR (scope ir), not the code")
+    isolation: str = Field("bwrap", description="The sandbox level in force: bwrap | process")
+    seccomp: bool = Field(False, description="The sandboxed process confirmed its seccomp filter")
+    landlock: int = Field(0, description="The Landlock ABI the sandboxed process restricted itself with (0: none)")
 
 
 class CodeCheckOut(BaseModel):

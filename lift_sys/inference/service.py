@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lift_sys import __version__
+from lift_sys.codegen.sandbox import describe as sandbox_description
 from lift_sys.codegen.check import CodeCheck, check_code_against_ir
 from lift_sys.codegen.prompt import CODE_SCHEMA, code_messages
 from lift_sys.errors import Cancelled, InvalidRequest, OutputValidationError, SchemaNotEnforced, TruncatedOutput
@@ -187,6 +188,8 @@ class InferenceService:
         self._counters_lock = threading.Lock()
         self._linted: OrderedDict[tuple[str, str], None] = OrderedDict()  # remote engine: lint verdicts
         self._started = time.time()
+        # the verification sandbox in force (probed once: ~0.1 s for a bwrap start), shown by /health
+        self._sandbox = sandbox_description()
 
     # ------------------------------------------------------------------ generic
 
@@ -388,6 +391,7 @@ class InferenceService:
             "grammar_backend": self.default_backend,
             "version": __version__,
             "uptime_s": round(time.time() - self._started, 3),
+            "sandbox": self._sandbox,
         }
 
     def stats(self) -> dict[str, Any]:

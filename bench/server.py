@@ -9,7 +9,16 @@ deployment shape), then measures from a client process:
   time spent queued, compiling and in the engine;
 * throughput and latency for 1, 4 and 20 concurrent IR requests (one
   CPU model serializes generations: concurrency buys queueing, not speed,
-  which is exactly what the numbers should show).
+  which is exactly what the numbers should show);
+* a CPU-bound neighbour: IR generation speed alone and beside two busy
+  threads of another process (nice 0), as a ratio in the same run -- the
+  model must keep its share (>= 40 %) instead of being starved.
+
+The server and the neighbours run at nice 0; the load generator (this
+process) runs at nice -10 where allowed, the event loop's side of the
+scheduler: a remote client does not compete with the model for this box's
+cores, and on one box a nice-0 client mostly measures its own wait for a
+core behind the model (reported next to it: ``client_nice``).
 """
 
 from __future__ import annotations
@@ -179,6 +188,44 @@ async def _level(url: str, concurrency: int) -> tuple[dict[str, Any], list[dict]
     )
 
 
+def _nice0() -> None:
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
+def _speed(url: str, n: int, timeout_s: float) -> list[float]:
+    """End-to-end tokens/s of ``n`` IR requests (0 for one that did not finish within ``timeout_s``)."""
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        try:
+            r = httpx.post(url + "/v1/ir", json={"prompt": REQUESTS[i % len(REQUESTS)], "max_tokens": 200}, timeout=timeout_s)
+        except httpx.TimeoutException:
+            out.append(0.0)
+            continue
+        body = r.json()
+        toks = body["usage"]["completion_tokens"] if r.status_code == 200 else \
+            (body.get("error", {}).get("detail") or {}).get("completion_tokens", 0)
+        out.append(toks / (time.perf_counter() - t0))
+    return out
+
+
+def _neighbours(url: str, console: Console, timeout_s: float = 180.0) -> dict[str, Any]:
+    alone = _speed(url, 2, timeout_s)
+    console.print("[dim]the same beside two CPU-bound threads of another process (nice 0)[/]")
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=_nice0) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        beside = _speed(url, 2, timeout_s)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    ratio = sum(beside) / sum(alone) if sum(alone) else 0.0
+    return {"alone_tok_s": alone, "with_neighbours_tok_s": beside, "ratio": ratio, "target_min_ratio": 0.4,
+            "note": "end-to-end tokens/s of 2 IR requests (max_tokens 200); 0 = not done within "
+                    f"{timeout_s:g} s"}
+
+
 def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 20, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     levels = levels or [1, 4, 20]
@@ -187,8 +234,13 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
     env = dict(os.environ, LIFT_MAX_QUEUE=str(max(levels) + 5))
     proc = subprocess.Popen(
         [sys.executable, "-m", "lift_sys.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_nice0,
     )
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)  # the load generator: see the module docstring
+    except OSError:
+        pass
+    client_nice = os.getpriority(os.PRIO_PROCESS, 0)
     try:
         wait_healthy(url, 120, proc)
         console.print("[dim]warm-up[/]")
@@ -202,6 +254,8 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
             row["server_side"] = _server_health_quantiles(url, since=before)
             row["server_side"].pop("_buckets")
             health[f"{kind}, {phase}"] = row
+        console.print("[dim]IR generation speed alone[/]")
+        neighbours = _neighbours(url, console)
         rows, bodies = [], []
         for level in levels:
             console.print(f"[dim]{level} concurrent IR requests[/]")
@@ -219,6 +273,9 @@ def run_server_bench(*, levels: list[int] | None = None, health_clients: int = 2
         "benchmark": "server",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "health_under_load": health,
+        "client_nice": client_nice,
+        "worker_priority": os.environ.get("LIFT_WORKER_PRIORITY", "auto"),
+        "neighbours": neighbours,
         "overhead_ms": {"p50": _pct(overhead, 0.5), "p99": _pct(overhead, 0.99), "n": len(overhead),
                         "note": "server total_ms minus queue, compile and engine (ttft+decode) time",
                         "samples": [round(x, 3) for x in overhead]},
@@ -239,6 +296,11 @@ def _print(result: dict[str, Any], console: Console) -> None:
                   f"{h['max_ms']:.1f}", f"{ss['p50_ms_le']:g} ms", f"{ss['p99_ms_le']:g} ms",
                   ", ".join(f"{x:.1f}" for x in h["generation_tok_s"]))
     console.print(t)
+    nb = result.get("neighbours")
+    if nb:
+        console.print(f"IR generation beside two CPU-bound threads: {sum(nb['with_neighbours_tok_s']):.1f} vs "
+                      f"{sum(nb['alone_tok_s']):.1f} tok/s alone = [bold]{nb['ratio']:.0%}[/] (target >= 40%); "
+                      f"worker priority {result['worker_priority']}, client nice {result['client_nice']}")
     o = result["overhead_ms"]
     console.print(f"server overhead per IR request: p50 {o['p50']:.2f} ms, p99 {o['p99']:.2f} ms (n={o['n']})")
     t = Table(title="IR requests by concurrency")

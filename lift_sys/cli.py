@@ -347,7 +347,14 @@ def serve(
         from lift_sys.inference.http_guard import uvicorn_options
 
         # Header/body read timeouts, header size limit, connection cap (LIFT_HEADER_TIMEOUT_S ...).
-        uvicorn.run(asgi(service, settings, warm_up=settings.warm_up), host=settings.host, port=settings.port,
+        app_ = asgi(service, settings, warm_up=settings.warm_up)
+        from lift_sys.inference.priority import promote_event_loop
+        from lift_sys.inference.priority import resolve as resolve_priority
+
+        # uvicorn runs the event loop on this thread: /health must get a core the moment it wakes.
+        err.print(f"[dim]event loop: {promote_event_loop()}; model threads: "
+                  f"{resolve_priority(settings.worker_priority)}[/]")
+        uvicorn.run(app_, host=settings.host, port=settings.port,
                     log_level=os.environ.get("LIFT_LOG_LEVEL", "info"), **uvicorn_options(settings))
     except LiftError as exc:
         raise _fail(exc) from None

@@ -79,4 +79,4 @@ def test_bad_setting_is_named():
     env = dict(os.environ, LIFT_WORKER_PRIORITY="bogus")
     r = subprocess.run([*LIFT, "config"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode != 0
-    assert "worker_priority" in r.stderr and "'idle', 'low' or 'normal'" in r.stderr
+    assert "worker_priority" in r.stderr and "'auto', 'high', 'normal', 'low' or 'idle'" in r.stderr

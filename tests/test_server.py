@@ -86,26 +86,30 @@ def _thread_cpu_and_policy() -> dict[int, tuple[int, int]]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        # fields[0] is stat field 3 (state): utime=14, stime=15, policy=41
-        out[int(tid)] = (int(fields[11]) + int(fields[12]), int(fields[38]))
+        # fields[0] is stat field 3 (state): utime=14, stime=15, nice=19, policy=41
+        out[int(tid)] = (int(fields[11]) + int(fields[12]), int(fields[38]), int(fields[16]))
     return out
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
-def test_model_work_runs_in_the_idle_scheduling_class(url):
-    """The threads that burn CPU during a generation (worker + llama.cpp's) are SCHED_IDLE,
-    so the event loop preempts them the moment it has work."""
+def test_model_work_runs_at_the_default_priority(url):
+    """The threads that burn CPU during a generation (worker + llama.cpp's) run at the ``auto``
+    priority: nice -5 where the process may raise priorities, else nice 0 -- never SCHED_IDLE,
+    where any CPU-bound neighbour starved the model (docs/benchmarks.md)."""
+    from lift_sys.inference.priority import WORKER_HIGH_NICE, may_raise_priority
+
     before = _thread_cpu_and_policy()
     r = httpx.post(url + "/v1/chat/completions", timeout=300, json={
         "messages": [{"role": "user", "content": "Write the numbers from one to forty in words."}],
         "max_tokens": 60, "temperature": 0})
     assert r.status_code == 200
     after = _thread_cpu_and_policy()
-    grew = {tid: cpu - before.get(tid, (0, 0))[0] for tid, (cpu, _) in after.items()}
+    grew = {tid: cpu - before.get(tid, (0, 0, 0))[0] for tid, (cpu, _, _) in after.items()}
     busiest = max(grew.values())
     assert busiest > 0
     hot = [tid for tid, g in grew.items() if g >= busiest / 2]
-    assert hot and all(after[tid][1] == os.SCHED_IDLE for tid in hot), (grew, after)
+    want_nice = WORKER_HIGH_NICE if may_raise_priority() else 0
+    assert hot and all(after[t][1] == os.SCHED_OTHER and after[t][2] == want_nice for t in hot), (grew, after)
 
 
 def test_warm_up_prefills_the_shared_ir_prefix(service):

@@ -2,23 +2,32 @@
 
 Two threads matter on a small box: the event loop (``/health``, accepting,
 streaming) must get a core the moment it wakes, and the model's decode
-threads must keep a fair share of the CPU when something else on the box is
-busy. Demoting the model to ``SCHED_IDLE`` solved the first and broke the
-second: with a second CPU-bound process running, the model threads got ~4%
-of a core each and a request waited minutes (measured). So the default now
-leaves the model at normal priority and *promotes the event loop* instead:
+threads must keep their share of the CPU when something else on the box is
+busy. Measured on this 2-vCPU box (``bench server``; alone ~31 tok/s,
+"neighbours" = two CPU-bound threads at nice 0; /health = 20 lean pollers):
 
-* ``nice -5`` on the event-loop thread where we may lower a nice value
-  (root / CAP_SYS_NICE) -- it then wins every wakeup against the model, and
-  it is idle almost all the time, so it takes nothing from anyone;
-* otherwise a short EEVDF slice (``sched_setattr`` with ``sched_runtime``,
-  Linux >= 6.12, unprivileged): same weight, earlier deadline, so a waking
-  event loop preempts sooner;
-* otherwise nothing (the kernel's default wake-up preemption).
+| model threads        | event loop          | with neighbours | /health p99 |
+|----------------------|---------------------|----------------:|------------:|
+| SCHED_IDLE (old)     | normal              | 0 % (starved)   | 2.7 ms      |
+| nice 0               | normal              | 17 %            | 7.7 ms      |
+| nice 0               | nice -5             | 28 %            | 6.6 ms      |
+| nice 0               | 0.1 ms EEVDF slice  | 31 %            | 4.6 ms      |
+| nice -5              | nice -10            | 58 %            | 6.2 ms      |
+| nice -5 (``high``)   | SCHED_RR 1          | 58-60 %         | 2.8 ms      |
 
-``LIFT_WORKER_PRIORITY`` still offers ``low`` (nice 10) and ``idle``
-(SCHED_IDLE) for a box where the model should only use spare cycles.
-The numbers behind the default are in docs/benchmarks.md (``bench server``).
+(nice 0 loses more than half: llama.cpp's threads meet at a barrier every
+op, so one descheduled thread stalls the other.) So the default, ``auto``:
+
+* model threads at ``nice -5`` where the process may raise priorities
+  (root / CAP_SYS_NICE), else nice 0;
+* the event-loop thread in ``SCHED_RR`` (priority 1, with
+  ``SCHED_RESET_ON_FORK`` so threads it starts do not inherit it) where
+  allowed -- it runs for microseconds per wake-up and then sleeps; Linux's
+  real-time throttling still keeps 5 % for everyone else -- else nice -5,
+  else a short EEVDF slice (``sched_setattr``, Linux >= 6.12, unprivileged).
+
+``LIFT_WORKER_PRIORITY`` still offers ``normal``, ``low`` (nice 10) and
+``idle`` (SCHED_IDLE: only spare cycles, starved by any neighbour).
 """
 
 from __future__ import annotations
@@ -31,8 +40,29 @@ import struct
 import threading
 from typing import Literal
 
-WorkerPriority = Literal["normal", "low", "idle"]
+WorkerPriority = Literal["auto", "high", "normal", "low", "idle"]
 EVENT_LOOP_NICE = -5
+WORKER_HIGH_NICE = -5
+_CAP_SYS_NICE = 23
+
+
+def may_raise_priority() -> bool:
+    """CAP_SYS_NICE in the effective set: may this process lower a nice value / use SCHED_RR?"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_NICE & 1)
+    except OSError:
+        pass
+    return False
+
+
+def resolve(priority: str) -> str:
+    """``auto`` -> ``high`` where allowed, else ``normal``; anything else as it is."""
+    if priority == "auto":
+        return "high" if may_raise_priority() else "normal"
+    return priority
 EVENT_LOOP_SLICE_NS = 100_000  # 0.1 ms, the smallest slice EEVDF accepts
 _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
 
@@ -43,15 +73,16 @@ def set_worker_priority(priority: WorkerPriority) -> None:
     ``normal`` resets nice to 0 explicitly: a worker started from a promoted
     event-loop thread would otherwise inherit the promotion.
     """
-    if priority not in ("normal", "low", "idle"):
-        raise ValueError(f"priority must be idle, low or normal, not {priority!r}")
+    if priority not in ("auto", "high", "normal", "low", "idle"):
+        raise ValueError(f"priority must be auto, high, normal, low or idle, not {priority!r}")
+    priority = resolve(priority)
     tid = threading.get_native_id()
     try:
         if priority == "idle":
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         else:
-            os.setpriority(os.PRIO_PROCESS, tid, 10 if priority == "low" else 0)
-    except (OSError, AttributeError):  # not Linux, or not allowed: leave it
+            os.setpriority(os.PRIO_PROCESS, tid, {"high": WORKER_HIGH_NICE, "normal": 0, "low": 10}[priority])
+    except (OSError, AttributeError):  # not Linux, or not allowed (high without CAP_SYS_NICE): leave it
         pass
 
 
@@ -71,6 +102,12 @@ def _short_slice(tid: int, slice_ns: int) -> bool:
 def promote_event_loop() -> str:
     """Promote the calling thread (run it from the event loop's thread); returns what was applied."""
     tid = threading.get_native_id()
+    try:
+        policy = os.SCHED_RR | getattr(os, "SCHED_RESET_ON_FORK", 0)
+        os.sched_setscheduler(tid, policy, os.sched_param(1))
+        return "SCHED_RR 1"
+    except (OSError, AttributeError):
+        pass
     try:
         os.setpriority(os.PRIO_PROCESS, tid, EVENT_LOOP_NICE)
         return f"nice {EVENT_LOOP_NICE}"

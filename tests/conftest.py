@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 The real-model fixtures load the embedded model once per test session
-(module-level memo in lift_sys.inference.runtime), so the few real-model
+(module-level memo in lift_sys.service.runtime), so the few real-model
 tests share one llama.cpp context.
 """
 
@@ -19,14 +19,14 @@ def _has(module: str) -> bool:
 
 @pytest.fixture(scope="session")
 def engine():
-    from lift_sys.inference.runtime import local_engine
+    from lift_sys.service.runtime import local_engine
 
     return local_engine()
 
 
 @pytest.fixture(scope="session")
 def service(engine):
-    from lift_sys.inference.service import InferenceService
+    from lift_sys.service.core import InferenceService
 
     return InferenceService(engine)
 

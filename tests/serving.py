@@ -8,7 +8,7 @@ from typing import Iterator
 
 import uvicorn
 
-from lift_sys.inference.loopback import free_port, wait_healthy
+from lift_sys.server.loopback import free_port, wait_healthy
 
 
 @contextmanager
@@ -17,13 +17,13 @@ def running(asgi_app, *, port: int | None = None, settings=None) -> Iterator[str
 
     With ``settings``, uvicorn is configured exactly as ``lift-sys serve``
     configures it (read timeouts, header limit, connection cap:
-    :func:`lift_sys.inference.http_guard.uvicorn_config`).
+    :func:`lift_sys.server.guard.uvicorn_config`).
     """
     port = port or free_port()
     if settings is None:
         config = uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     else:
-        from lift_sys.inference.http_guard import uvicorn_config
+        from lift_sys.server.guard import uvicorn_config
 
         config = uvicorn_config(asgi_app, settings, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)

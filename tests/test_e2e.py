@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from lift_sys.e2e import run_e2e
-from lift_sys.inference.server import asgi
-from lift_sys.inference.settings import Settings
+from lift_sys.server.app import asgi
+from lift_sys.settings import Settings
 
 from .serving import free_port, running
 

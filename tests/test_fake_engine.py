@@ -7,10 +7,10 @@ import json
 import pytest
 
 from lift_sys.errors import InvalidRequest, OutputValidationError, TruncatedOutput
-from lift_sys.inference.engines.base import CancelToken
-from lift_sys.inference.engines.fake import FakeEngine, minimal_instance, pieces
-from lift_sys.inference.grammar import GrammarSpec
-from lift_sys.inference.service import GenerateOptions, InferenceService
+from lift_sys.generation.engines.base import CancelToken
+from lift_sys.generation.engines.fake import FakeEngine, minimal_instance, pieces
+from lift_sys.generation.grammar import GrammarSpec
+from lift_sys.service.core import GenerateOptions, InferenceService
 from lift_sys.ir.prompt import EXAMPLE_IR
 
 GOOD_CODE = ("def count_vowels(text: str) -> int:\n    if not isinstance(text, str):\n        raise TypeError('no')\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lift_sys.errors import UnsupportedSchemaError
-from lift_sys.inference.grammar import GrammarSpec, get_backend
-from lift_sys.inference.grammar.lint import lint_schema
+from lift_sys.generation.grammar import GrammarSpec, get_backend
+from lift_sys.generation.grammar.lint import lint_schema
 
 TAGS = {
     "type": "object",

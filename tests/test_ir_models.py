@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from lift_sys.errors import OutputValidationError
-from lift_sys.inference.grammar.lint import iter_schemas, lint_schema
+from lift_sys.generation.grammar.lint import iter_schemas, lint_schema
 from lift_sys.ir import IR, IRSpec, check_ir, ir_generation_schema, ir_schema, parse_ir_json
 from lift_sys.ir.prompt import EXAMPLE_IR
 
@@ -67,7 +67,7 @@ def test_semantic_checks_find_what_the_schema_cannot():
 
 
 def test_validate_json_fast_check_and_named_failure():
-    from lift_sys.inference.grammar import GrammarSpec
+    from lift_sys.generation.grammar import GrammarSpec
     from lift_sys.ir.validate import validate_json
 
     schema = {"type": "object", "required": ["n"], "additionalProperties": False,

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from lift_sys.errors import TruncatedOutput
-from lift_sys.inference.service import GenerateOptions
+from lift_sys.service.core import GenerateOptions
 from lift_sys.ir import IR, ir_schema
 
 pytestmark = pytest.mark.model

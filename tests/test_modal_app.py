@@ -16,8 +16,8 @@ import warnings
 
 import pytest
 
-from lift_sys.inference.gpu import GPUSizingError, estimate_cost, memory_need, plan_gpus
-from lift_sys.inference.models import get_model
+from lift_sys.deploy.gpu import GPUSizingError, estimate_cost, memory_need, plan_gpus
+from lift_sys.generation.registry import get_model
 
 modal = pytest.importorskip("modal")
 
@@ -27,7 +27,7 @@ def modal_app():
     old = os.environ.get("LIFT_MODAL_ENGINE")
     os.environ["LIFT_MODAL_ENGINE"] = "local"
     try:
-        import lift_sys.inference.modal_app as m
+        import lift_sys.deploy.modal_app as m
 
         yield importlib.reload(m)
     finally:
@@ -113,7 +113,7 @@ def test_gpu_sizing_refuses_an_impossible_gpu():
 
 def test_deploying_with_an_impossible_gpu_fails_at_import():
     env = dict(os.environ, LIFT_MODAL_GPUS="A10G")
-    r = subprocess.run([sys.executable, "-c", "import lift_sys.inference.modal_app"], env=env,
+    r = subprocess.run([sys.executable, "-c", "import lift_sys.deploy.modal_app"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "A10G" in r.stderr and "does not fit" in r.stderr
 

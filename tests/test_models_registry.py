@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lift_sys.errors import ModelIntegrityError, ModelNotAvailable
-from lift_sys.inference.models import (
+from lift_sys.generation.registry import (
     REGISTRY,
     HFHubSource,
     ModelSpec,

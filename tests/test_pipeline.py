@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from lift_sys.codegen.pipeline import generate_verified_code
-from lift_sys.inference.server import asgi
-from lift_sys.inference.service import GenerateOptions
-from lift_sys.inference.settings import Settings
+from lift_sys.codegen.repair import generate_verified_code
+from lift_sys.server.app import asgi
+from lift_sys.service.core import GenerateOptions
+from lift_sys.settings import Settings
 from lift_sys.ir import IRSpec
 from lift_sys.ir.prompt import EXAMPLE_IR
 

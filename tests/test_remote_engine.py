@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lift_sys.errors import EngineError, PromptTooLong, TruncatedOutput, UnsupportedSchemaError
-from lift_sys.inference.engines.base import SamplingParams
-from lift_sys.inference.engines.openai_http import OpenAIHTTPEngine
-from lift_sys.inference.server import asgi
-from lift_sys.inference.service import GenerateOptions, InferenceService
-from lift_sys.inference.settings import Settings
+from lift_sys.generation.engines.base import SamplingParams
+from lift_sys.generation.engines.openai_http import OpenAIHTTPEngine
+from lift_sys.server.app import asgi
+from lift_sys.service.core import GenerateOptions, InferenceService
+from lift_sys.settings import Settings
 
 from .serving import free_port, running
 

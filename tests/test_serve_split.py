@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from lift_sys.inference.loopback import free_port, wait_healthy
+from lift_sys.server.loopback import free_port, wait_healthy
 
 pytestmark = pytest.mark.model
 

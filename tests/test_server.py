@@ -11,9 +11,9 @@ import httpx
 import jsonschema
 import pytest
 
-from lift_sys.inference.server import asgi
-from lift_sys.inference.service import InferenceService
-from lift_sys.inference.settings import Settings
+from lift_sys.server.app import asgi
+from lift_sys.service.core import InferenceService
+from lift_sys.settings import Settings
 from lift_sys.ir import IR, ir_schema
 from lift_sys.ir.prompt import EXAMPLE_IR
 
@@ -96,7 +96,7 @@ def test_model_work_runs_at_the_default_priority(url):
     """The threads that burn CPU during a generation (worker + llama.cpp's) run at the ``auto``
     priority: nice -5 where the process may raise priorities, else nice 0 -- never SCHED_IDLE,
     where any CPU-bound neighbour starved the model (docs/benchmarks.md)."""
-    from lift_sys.inference.priority import WORKER_HIGH_NICE, may_raise_priority
+    from lift_sys.server.priority import WORKER_HIGH_NICE, may_raise_priority
 
     before = _thread_cpu_and_policy()
     r = httpx.post(url + "/v1/chat/completions", timeout=300, json={
@@ -113,7 +113,7 @@ def test_model_work_runs_at_the_default_priority(url):
 
 
 def test_warm_up_prefills_the_shared_ir_prefix(service):
-    from lift_sys.inference.service import GenerateOptions
+    from lift_sys.service.core import GenerateOptions
 
     # Put an unrelated prompt in the engine's KV cache first.
     service.generate("Say hi.", None, GenerateOptions(max_tokens=2))
@@ -349,7 +349,7 @@ def test_full_queue_is_429_with_retry_after(service):
 def test_access_log_skips_health_only():
     import logging
 
-    from lift_sys.inference.server import _NoHealthAccessLog
+    from lift_sys.server.app import _NoHealthAccessLog
 
     def record(path: str) -> logging.LogRecord:
         return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',

@@ -7,10 +7,10 @@ import json
 import jsonschema
 import pytest
 
-from lift_sys.inference.engines.base import SamplingParams
-from lift_sys.inference.engines.llamacpp import LlamaCppEngine
-from lift_sys.inference.models import ensure_model, get_model
-from lift_sys.inference.service import GenerateOptions, InferenceService
+from lift_sys.generation.engines.base import SamplingParams
+from lift_sys.generation.engines.llamacpp import LlamaCppEngine
+from lift_sys.generation.registry import ensure_model, get_model
+from lift_sys.service.core import GenerateOptions, InferenceService
 
 from .tiny_gguf import make_tiny_qwen2
 

@@ -7,10 +7,10 @@ import time
 
 import httpx
 
-from lift_sys.inference.engines.fake import FakeEngine
-from lift_sys.inference.server import asgi
-from lift_sys.inference.service import InferenceService
-from lift_sys.inference.settings import Settings
+from lift_sys.generation.engines.fake import FakeEngine
+from lift_sys.server.app import asgi
+from lift_sys.service.core import InferenceService
+from lift_sys.settings import Settings
 
 from ..serving import running
 from .test_sandbox import DOUBLE, RIGHT, SECRET

@@ -35,9 +35,9 @@ from lift_sys.errors import (
     SchemaRefused,
     UnsupportedSchemaError,
 )
-from lift_sys.inference.grammar import GrammarCache, GrammarSpec, get_backend
-from lift_sys.inference.grammar.lint import lint_schema
-from lift_sys.inference.grammar.schema_guard import MAX_INPLACE_EXPANSION, check_schema, sanitize_schema
+from lift_sys.generation.grammar import GrammarCache, GrammarSpec, get_backend
+from lift_sys.generation.grammar.lint import lint_schema
+from lift_sys.generation.grammar.schema_guard import MAX_INPLACE_EXPANSION, check_schema, sanitize_schema
 from lift_sys.ir.models import ir_generation_schema
 from lift_sys.ir.validate import validate_json
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from lift_sys.errors import SchemaRefused
-from lift_sys.inference.engines.openai_http import OpenAIHTTPEngine
-from lift_sys.inference.server import asgi
-from lift_sys.inference.service import GenerateOptions, InferenceService
-from lift_sys.inference.settings import Settings
+from lift_sys.generation.engines.openai_http import OpenAIHTTPEngine
+from lift_sys.server.app import asgi
+from lift_sys.service.core import GenerateOptions, InferenceService
+from lift_sys.settings import Settings
 from lift_sys.ir.prompt import EXAMPLE_IR
 
 from ..conftest import requires_xgrammar

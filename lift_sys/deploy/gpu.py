@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from lift_sys.errors import InvalidRequest
-from lift_sys.inference.models import ModelSpec
+from lift_sys.generation.registry import ModelSpec
 
 GB = 1e9
 

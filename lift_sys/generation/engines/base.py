@@ -17,7 +17,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal, Protocol, TypedDict
 
-from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary
+from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary
 
 FinishReason = Literal["stop", "length", "cancelled"]
 

@@ -29,8 +29,8 @@ class Metrics:
     def bind(self, *, queue_depth: Callable[[], int], service: Any) -> None:
         """Gauges read live values at scrape time."""
         self.queue_depth.set_function(queue_depth)
-        self.cache_hits.set_function(lambda: service.grammar_cache.stats.hits)
-        self.cache_misses.set_function(lambda: service.grammar_cache.stats.misses)
+        self.cache_hits.set_function(lambda: service.cache_stats().hits)
+        self.cache_misses.set_function(lambda: service.cache_stats().misses)
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         endpoint = path if path in _KNOWN else "other"

@@ -17,8 +17,8 @@ import sys
 import tempfile
 
 from lift_sys.errors import EngineError
-from lift_sys.inference.loopback import free_port, wait_healthy
-from lift_sys.inference.settings import Settings
+from lift_sys.server.loopback import free_port, wait_healthy
+from lift_sys.settings import Settings
 
 
 def _die_with_parent() -> None:

@@ -256,11 +256,11 @@ def __getattr__(name: str) -> Any:
 
     For ``lift-sys serve --reload``, whose worker process rebuilds uvicorn's
     configuration from picklable values: it names this attribute
-    (``http="lift_sys.inference.http_guard:SettingsProtocol"``) instead of
+    (``http="lift_sys.server.guard:SettingsProtocol"``) instead of
     passing a class.
     """
     if name == "SettingsProtocol":
-        from lift_sys.inference.settings import Settings
+        from lift_sys.settings import Settings
 
         settings = Settings()
         return protocol_class(header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
-from lift_sys.inference.grammar.schema_guard import check_schema
+from lift_sys.generation.grammar.schema_guard import check_schema
 
 # Keywords that hold a single subschema / a list / a map of subschemas.
 _SUB_ONE = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
@@ -103,7 +103,7 @@ def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str
 def lint_schema(schema: Any, backend: str) -> None:
     """Raise :class:`UnsupportedSchemaError` for the first keyword ``backend`` would not enforce.
 
-    First the backend-independent :func:`~lift_sys.inference.grammar.schema_guard.check_schema`
+    First the backend-independent :func:`~lift_sys.generation.grammar.schema_guard.check_schema`
     (no remote or dangling references, no cycles without progress, a valid
     JSON Schema): every backend's lint runs it, so no path -- local compile,
     remote engine, chat ``response_format`` -- reaches a library without it.

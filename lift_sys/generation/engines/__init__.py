@@ -1,6 +1,6 @@
 """Engines: the Engine protocol and its implementations (llama.cpp local, OpenAI-compatible HTTP)."""
 
-from lift_sys.inference.engines.base import (
+from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
     Completion,

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from lift_sys.errors import GrammarCompileError
-from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
-from lift_sys.inference.grammar.lint import lint_schema
+from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
+from lift_sys.generation.grammar.lint import lint_schema
 
 # Compact JSON: no whitespace between tokens. Unbounded whitespace lets a
 # small model "think" in spaces until max_tokens; none is the safe default.

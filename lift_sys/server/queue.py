@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from lift_sys.errors import Overloaded
-from lift_sys.inference.priority import set_worker_priority
+from lift_sys.server.priority import set_worker_priority
 
 Job = Callable[[float], Any]
 """A unit of model work; receives the time it waited in the queue (ms)."""

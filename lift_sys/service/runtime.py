@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 
 from lift_sys.errors import ModelNotAvailable
-from lift_sys.inference.engines.llamacpp import LlamaCppEngine
-from lift_sys.inference.models import ProgressFn, ensure_model, get_model
-from lift_sys.inference.service import InferenceService
-from lift_sys.inference.settings import Settings
+from lift_sys.generation.engines.llamacpp import LlamaCppEngine
+from lift_sys.generation.registry import ProgressFn, ensure_model, get_model
+from lift_sys.service.core import InferenceService
+from lift_sys.settings import Settings
 
 _engines: dict[tuple[str, int], LlamaCppEngine] = {}
 _lock = threading.Lock()
@@ -49,7 +49,7 @@ def local_service(
 def service_from_settings(settings: "Settings", progress: ProgressFn | None = None) -> InferenceService:
     """The service a server/Modal container runs, as the LIFT_* settings describe it."""
     if settings.engine == "openai":
-        from lift_sys.inference.engines.openai_http import OpenAIHTTPEngine
+        from lift_sys.generation.engines.openai_http import OpenAIHTTPEngine
 
         if not settings.engine_url:
             from lift_sys.errors import InvalidRequest

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from lift_sys.errors import GrammarCompileError
-from lift_sys.inference.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
-from lift_sys.inference.grammar.lint import lint_schema
+from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
+from lift_sys.generation.grammar.lint import lint_schema
 
 
 class XGrammarMatcher:

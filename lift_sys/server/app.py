@@ -30,14 +30,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lift_sys import __version__, errors
-from lift_sys.inference import api_models as m
-from lift_sys.inference.engines.base import CancelToken
-from lift_sys.inference.grammar import GrammarSpec
-from lift_sys.inference.http_guard import check_json_body, is_json_content
-from lift_sys.inference.metrics import Metrics
-from lift_sys.inference.service import GenerateOptions, GenerationResult, InferenceService
-from lift_sys.inference.settings import Settings
-from lift_sys.inference.worker import GenerationQueue
+from lift_sys.server import schemas as m
+from lift_sys.generation.engines.base import CancelToken
+from lift_sys.generation.grammar import GrammarSpec
+from lift_sys.server.guard import check_json_body, is_json_content
+from lift_sys.server.metrics import Metrics
+from lift_sys.service.core import GenerateOptions, GenerationResult, InferenceService
+from lift_sys.settings import Settings
+from lift_sys.server.queue import GenerationQueue
 from lift_sys.ir.models import IRSpec
 
 log = logging.getLogger("lift_sys.server")
@@ -106,7 +106,7 @@ class GuardMiddleware:
     """API key, body-size limit and the JSON body check, as plain ASGI (keeps disconnect detection intact).
 
     The body is read here, whole (it is bounded by ``max_body``), and a JSON
-    body is checked by :func:`~lift_sys.inference.http_guard.check_json_body`
+    body is checked by :func:`~lift_sys.server.guard.check_json_body`
     before any endpoint parses it: NaN/Infinity, lone surrogates, nesting
     beyond ``max_depth`` are a 400 naming the JSON pointer, for every
     endpoint at once. The app then receives the same bytes, and after them
@@ -274,7 +274,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
     """
     settings = settings or Settings()
     metrics = Metrics()
-    local = service.engine.vocabulary() is not None  # in-process model (a remote engine only waits on the network)
+    local = service.is_local  # in-process model (a remote engine only waits on the network)
     n_workers = workers or (1 if local else 8)
     jobs = GenerationQueue(max_waiting=settings.max_queue, workers=n_workers, priority=settings.worker_priority if local else "normal")
     # Hand the GIL to the event loop sooner when it is waiting (default 5 ms):
@@ -288,8 +288,8 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
                 log.warning("prompt warm-up failed (requests still work): %s", done.exception())
 
         jobs.submit(lambda _queue_ms: service.warm_up()).add_done_callback(report)
-    engine_info = service.engine.info()
-    default_max = min(settings.max_tokens_default, service.engine.context_length - 1)
+    engine_info = service.engine_info()
+    default_max = min(settings.max_tokens_default, service.context_length - 1)
 
     app = FastAPI(
         title="lift-sys inference",
@@ -346,7 +346,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
                 raise errors.Cancelled("client disconnected")
 
     def options(max_tokens: int | None, temperature: float, seed: int | None, backend: str | None = None, top_p: float = 1.0) -> GenerateOptions:
-        limit = service.engine.context_length - 1
+        limit = service.context_length - 1
         mt = max_tokens or default_max
         if mt > limit:
             raise errors.InvalidRequest(f"max_tokens={mt} exceeds the model's context length ({limit + 1})")
@@ -606,7 +606,7 @@ def create_app(service: InferenceService, settings: Settings | None = None, *, w
     @app.get("/v1/models", summary="OpenAI-compatible model list")
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": engine_info.get("model"), "object": "model", "owned_by": "lift-sys",
-                                            "max_model_len": service.engine.context_length}]}
+                                            "max_model_len": service.context_length}]}
 
     wrapped = HealthFastPath(
         MetricsMiddleware(
@@ -629,7 +629,7 @@ def asgi(service: InferenceService, settings: Settings | None = None, **kw: Any)
 
 def app_from_env() -> ASGIApp:
     """uvicorn factory (``lift-sys serve --reload``): builds everything from LIFT_* settings."""
-    from lift_sys.inference.runtime import service_from_settings
+    from lift_sys.service.runtime import service_from_settings
 
     settings = Settings()
     return asgi(service_from_settings(settings), settings, warm_up=settings.warm_up)

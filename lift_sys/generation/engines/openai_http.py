@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from lift_sys.errors import EngineError, InvalidRequest, LiftError, PromptTooLong
-from lift_sys.inference.engines.base import (
+from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
     Completion,

@@ -1,6 +1,6 @@
 """Constraint backends (llguidance, xgrammar): compile cache, schema lint, masks, fast-forward."""
 
-from lift_sys.inference.grammar.base import (
+from lift_sys.generation.grammar.base import (
     CompiledGrammar,
     GrammarBackend,
     GrammarSpec,
@@ -10,8 +10,8 @@ from lift_sys.inference.grammar.base import (
     bitmask_to_bool,
     new_bitmask,
 )
-from lift_sys.inference.grammar.cache import BACKEND_NAMES, DEFAULT_BACKEND, GrammarCache, get_backend
-from lift_sys.inference.grammar.lint import lint_schema
+from lift_sys.generation.grammar.cache import BACKEND_NAMES, DEFAULT_BACKEND, GrammarCache, get_backend
+from lift_sys.generation.grammar.lint import lint_schema
 
 __all__ = [
     "BACKEND_NAMES",

@@ -26,7 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
 from lift_sys.errors import GrammarCompileError, GrammarCompileTimeout, InvalidRequest, LiftError, Overloaded
-from lift_sys.inference.grammar.base import (
+from lift_sys.generation.grammar.base import (
     CompiledGrammar,
     GrammarBackend,
     GrammarSpec,
@@ -50,11 +50,11 @@ def get_backend(name: str | None = None) -> GrammarBackend:
         backend = _backends.get(key)
         if backend is None:
             if key == "llguidance":
-                from lift_sys.inference.grammar.llguidance_backend import LLGuidanceBackend
+                from lift_sys.generation.grammar.llguidance_backend import LLGuidanceBackend
 
                 backend = LLGuidanceBackend()
             else:
-                from lift_sys.inference.grammar.xgrammar_backend import XGrammarBackend
+                from lift_sys.generation.grammar.xgrammar_backend import XGrammarBackend
 
                 backend = XGrammarBackend()
             _backends[key] = backend

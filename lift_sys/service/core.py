@@ -22,7 +22,7 @@ from lift_sys.codegen.sandbox import describe as sandbox_description
 from lift_sys.codegen.check import CodeCheck, check_code_against_ir
 from lift_sys.codegen.prompt import CODE_SCHEMA, code_messages
 from lift_sys.errors import Cancelled, InvalidRequest, OutputValidationError, SchemaNotEnforced, TruncatedOutput
-from lift_sys.inference.engines.base import (
+from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
     Completion,
@@ -31,8 +31,8 @@ from lift_sys.inference.engines.base import (
     OnText,
     SamplingParams,
 )
-from lift_sys.inference.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSpec, get_backend
-from lift_sys.inference.grammar.schema_guard import sanitize_schema
+from lift_sys.generation.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSpec, get_backend
+from lift_sys.generation.grammar.schema_guard import sanitize_schema
 from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
 from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, prepare_validator, validate_json
@@ -139,7 +139,7 @@ def guard_spec(spec: GrammarSpec) -> GrammarSpec:
 
     Raises SchemaRefused (a 400) for a remote/dangling ``$ref``, ``$id``, an
     unknown ``$schema``, a cycle without progress ... (see
-    :mod:`lift_sys.inference.grammar.schema_guard`). The verdict is memoized
+    :mod:`lift_sys.generation.grammar.schema_guard`). The verdict is memoized
     by the spec's key, so the IR schema costs a dict lookup per request.
     """
     if spec.kind != "json_schema":
@@ -336,7 +336,7 @@ class InferenceService:
     def generate_verified_code(self, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
                                attempts: int = 3, on_attempt=None, cancel: CancelToken | None = None):
         """IR -> code, verified in the sandbox against the IR, repaired up to ``attempts`` times."""
-        from lift_sys.codegen.pipeline import generate_verified_code
+        from lift_sys.codegen.repair import generate_verified_code
 
         if attempts < 1:
             raise InvalidRequest("attempts must be >= 1")
@@ -379,6 +379,29 @@ class InferenceService:
             self.constraint_for(grammar)
         completion = self.engine.generate(ir_messages("warm-up"), SamplingParams(max_tokens=1, temperature=0.0))
         return completion.prompt_tokens - completion.cached_prompt_tokens
+
+    # ------------------------------------------------------------------ what fronts may ask
+
+    @property
+    def is_local(self) -> bool:
+        """The model runs in this process and masks here (llama.cpp); a remote engine takes the schema."""
+        return self.engine.vocabulary() is not None
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.context_length
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name
+
+    def engine_info(self) -> dict[str, Any]:
+        """Static facts about the engine (model, engine kind, context, load time)."""
+        return self.engine.info()
+
+    def cache_stats(self):
+        """The grammar compile cache's counters (hits, misses, ...)."""
+        return self.grammar_cache.stats
 
     def health(self) -> dict[str, Any]:
         """Cheap, never touches the model."""

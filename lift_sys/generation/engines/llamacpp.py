@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lift_sys.errors import EngineError, GrammarRuntimeError, InvalidRequest, PromptTooLong
-from lift_sys.inference.engines.base import (
+from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
     Completion,
@@ -38,7 +38,7 @@ from lift_sys.inference.engines.base import (
     SamplingParams,
     Timings,
 )
-from lift_sys.inference.grammar.base import (
+from lift_sys.generation.grammar.base import (
     Vocabulary,
     bitmask_allows,
     bitmask_to_bool,

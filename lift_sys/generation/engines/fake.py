@@ -20,7 +20,7 @@ import re
 import time
 from typing import Any, Callable, Iterable
 
-from lift_sys.inference.engines.base import (
+from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
     Completion,

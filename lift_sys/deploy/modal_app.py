@@ -2,10 +2,10 @@
 
 One file, read top to bottom. The workflow:
 
-    modal run lift_sys/inference/modal_app.py::download_model   # once: weights -> Volume (CPU only)
-    modal serve lift_sys/inference/modal_app.py                 # dev: hot reload, temporary URLs
-    modal run lift_sys/inference/modal_app.py::test             # one IR + code, remotely, with timings
-    modal deploy lift_sys/inference/modal_app.py                # production
+    modal run lift_sys/deploy/modal_app.py::download_model   # once: weights -> Volume (CPU only)
+    modal serve lift_sys/deploy/modal_app.py                 # dev: hot reload, temporary URLs
+    modal run lift_sys/deploy/modal_app.py::test             # one IR + code, remotely, with timings
+    modal deploy lift_sys/deploy/modal_app.py                # production
     lift-sys e2e --url https://<workspace>--lift-sys-inference-constrainedirgenerator-web.modal.run
 
 Shape: a GPU class runs SGLang as a subprocess (XGrammar masks tokens on the
@@ -15,7 +15,7 @@ locally. A CPU-only health function reports the deployment's configuration
 without waking a GPU.
 
 Configuration comes from ``LIFT_MODAL_*`` in the deploying shell (see
-:class:`~lift_sys.inference.settings.ModalSettings`; ``lift-sys modal plan``
+:class:`~lift_sys.settings.ModalSettings`; ``lift-sys modal plan``
 prints it and the GPU choice). It is read once here and passed to the
 containers as their environment, so what was planned is what runs.
 """
@@ -30,9 +30,9 @@ from typing import Any
 
 import modal
 
-from lift_sys.inference.gpu import plan_gpus
-from lift_sys.inference.models import get_model
-from lift_sys.inference.settings import ModalSettings
+from lift_sys.deploy.gpu import plan_gpus
+from lift_sys.generation.registry import get_model
+from lift_sys.settings import ModalSettings
 
 # ---------------------------------------------------------------------------
 # ## Settings and GPU sizing
@@ -183,22 +183,23 @@ class ConstrainedIRGenerator:
     # phase below (SGLang start) always runs fresh.
     @modal.enter(snap=SETTINGS.memory_snapshot)
     def prepare(self) -> None:
-        from lift_sys.inference import server, service  # noqa: F401  (warm imports into the snapshot)
+        from lift_sys import service  # noqa: F401  (warm imports into the snapshot)
+        from lift_sys.server import app  # noqa: F401
 
         self.settings = ModalSettings()
         self.proc: subprocess.Popen | None = None
 
     @modal.enter(snap=False)
     def start_engine(self) -> None:
-        from lift_sys.inference.service import InferenceService
+        from lift_sys.service.core import InferenceService
 
         if self.settings.engine == "local":  # offline tests: the embedded model, same code path
-            from lift_sys.inference.runtime import local_service
+            from lift_sys.service.runtime import local_service
 
             self.service = local_service(grammar_backend="llguidance")
             return
-        from lift_sys.inference.engines.openai_http import OpenAIHTTPEngine
-        from lift_sys.inference.loopback import wait_healthy
+        from lift_sys.generation.engines.openai_http import OpenAIHTTPEngine
+        from lift_sys.server.loopback import wait_healthy
 
         self.proc = subprocess.Popen(sglang_command(self.settings, _model_path()))
         url = f"http://127.0.0.1:{SGLANG_PORT}"
@@ -218,7 +219,7 @@ class ConstrainedIRGenerator:
 
     @modal.method()
     def generate_ir(self, request: str, max_tokens: int = 1024, temperature: float = 0.0, seed: int | None = None) -> dict:
-        from lift_sys.inference.service import GenerateOptions
+        from lift_sys.service.core import GenerateOptions
 
         t0 = time.perf_counter()
         r = self.service.generate_ir(request, GenerateOptions(max_tokens=max_tokens, temperature=temperature, seed=seed))
@@ -227,7 +228,7 @@ class ConstrainedIRGenerator:
 
     @modal.method()
     def generate_code(self, ir: dict, max_tokens: int = 1024, temperature: float = 0.0) -> dict:
-        from lift_sys.inference.service import GenerateOptions
+        from lift_sys.service.core import GenerateOptions
         from lift_sys.ir.models import IRSpec
 
         t0 = time.perf_counter()
@@ -238,7 +239,7 @@ class ConstrainedIRGenerator:
 
     @modal.method()
     def generate(self, prompt: str, json_schema: dict, max_tokens: int = 1024, temperature: float = 0.0) -> dict:
-        from lift_sys.inference.service import GenerateOptions
+        from lift_sys.service.core import GenerateOptions
 
         r = self.service.generate(prompt, json_schema, GenerateOptions(max_tokens=max_tokens, temperature=temperature))
         return {"text": r.text, "json": r.json, "stats": r.stats()}
@@ -246,8 +247,8 @@ class ConstrainedIRGenerator:
     @modal.asgi_app()
     def web(self):
         """The same FastAPI app as `lift-sys serve`, over this container's service."""
-        from lift_sys.inference.server import asgi
-        from lift_sys.inference.settings import Settings
+        from lift_sys.server.app import asgi
+        from lift_sys.settings import Settings
 
         return asgi(self.service, Settings(max_queue=self.settings.max_inputs))
 
@@ -278,7 +279,7 @@ def health() -> dict:
 
 
 # ---------------------------------------------------------------------------
-# ## `modal run lift_sys/inference/modal_app.py::test`
+# ## `modal run lift_sys/deploy/modal_app.py::test`
 
 
 @app.local_entrypoint()

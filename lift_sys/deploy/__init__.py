@@ -1,0 +1,1 @@
+"""Deployment: the Modal app (SGLang + XGrammar on GPUs) and GPU sizing / cost."""

@@ -1,1 +1,0 @@
-"""Inference: model registry, engines, grammar backends and the one service."""

@@ -77,15 +77,33 @@ def _assembly_progress():
     return progress, update
 
 
-def _service(model: Optional[str], grammar_backend: str, engine_url: Optional[str] = None, engine_model: Optional[str] = None):
-    """The service for a CLI command: local llama.cpp, or a remote OpenAI-compatible server."""
+BACKEND_HELP = "llguidance or xgrammar (default: LIFT_GRAMMAR_BACKEND, else llguidance)."
+MAX_TOKENS_HELP = "Stop after this many generated tokens, reported as truncated (default: LIFT_MAX_TOKENS_DEFAULT, 1024)."
+
+
+def _settings():
+    from lift_sys.settings import Settings
+
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise _fail(f"bad settings: {exc}") from None
+
+
+def _service(model: Optional[str], grammar_backend: Optional[str], engine_url: Optional[str] = None,
+             engine_model: Optional[str] = None):
+    """The service for a CLI command: local llama.cpp, or a remote OpenAI-compatible server.
+
+    Every option left out falls back to its LIFT_* setting (``lift-sys config`` shows them)."""
     from lift_sys.service.runtime import service_from_settings
     from lift_sys.settings import Settings
 
     from lift_sys.generation.grammar import get_backend
 
-    get_backend(grammar_backend)  # a clear error for an unknown name, before anything loads
-    overrides: dict = {"grammar_backend": grammar_backend}
+    overrides: dict = {}
+    if grammar_backend:
+        get_backend(grammar_backend)  # a clear error for an unknown name, before anything loads
+        overrides["grammar_backend"] = grammar_backend
     if model:
         overrides["model"] = model
     if engine_url:
@@ -117,8 +135,8 @@ def _stats_line(stats: dict) -> str:
 def ir(
     text: str = typer.Argument(..., help="The request in plain English, e.g. \"a function that reverses a string\"."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `lift-sys models`)."),
-    grammar_backend: str = typer.Option("llguidance", "--grammar-backend", "-g", help="llguidance (default) or xgrammar."),
-    max_tokens: int = typer.Option(1024, "--max-tokens", help="Stop after this many generated tokens (reported as truncated)."),
+    grammar_backend: Optional[str] = typer.Option(None, "--grammar-backend", "-g", help=BACKEND_HELP),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=MAX_TOKENS_HELP),
     temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 = greedy, deterministic."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed (with --temperature > 0)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the IR to this file."),
@@ -131,7 +149,8 @@ def ir(
 
     try:
         service = _service(model, grammar_backend, engine_url, engine_model)
-        options = GenerateOptions(max_tokens=max_tokens, temperature=temperature, seed=seed, grammar_backend=grammar_backend)
+        options = GenerateOptions(max_tokens=max_tokens or _settings().max_tokens_default, temperature=temperature,
+                                  seed=seed, grammar_backend=grammar_backend)
         n = [0]
 
         def on_text(piece: str) -> None:
@@ -216,8 +235,9 @@ def _emit_pipeline(result, ir_doc: dict | None, json_out: bool) -> None:
 @app.command()
 def code(
     ir_file: str = typer.Argument(..., help="IR JSON file (as written by `lift-sys ir -o`), or - for stdin."),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    max_tokens: int = typer.Option(800, "--max-tokens"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `lift-sys models`)."),
+    grammar_backend: Optional[str] = typer.Option(None, "--grammar-backend", "-g", help=BACKEND_HELP),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=MAX_TOKENS_HELP),
     temperature: float = typer.Option(0.0, "--temperature", "-t", help="First attempt; repairs raise it."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     attempts: int = typer.Option(3, "--attempts", help="Generate -> verify -> repair up to this many times."),
@@ -229,10 +249,11 @@ def code(
 
     spec = _read_ir(ir_file)
     try:
-        service = _service(model, "llguidance", engine_url)
+        service = _service(model, grammar_backend, engine_url)
         with _status("generating and verifying code"):
             result = service.generate_verified_code(
-                spec, GenerateOptions(max_tokens=max_tokens, temperature=temperature, seed=seed),
+                spec, GenerateOptions(max_tokens=max_tokens or _settings().max_tokens_default, temperature=temperature,
+                                      seed=seed, grammar_backend=grammar_backend),
                 attempts=attempts, on_attempt=_print_attempt)
     except LiftError as exc:
         raise _fail(exc) from None
@@ -242,8 +263,10 @@ def code(
 @app.command()
 def pipeline(
     text: str = typer.Argument(..., help="The request in plain English."),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    grammar_backend: str = typer.Option("llguidance", "--grammar-backend", "-g"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `lift-sys models`)."),
+    grammar_backend: Optional[str] = typer.Option(None, "--grammar-backend", "-g", help=BACKEND_HELP),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget of the IR and of each code attempt. "
+                                             + MAX_TOKENS_HELP.split(", reported as truncated")[1].lstrip(" ")),
     attempts: int = typer.Option(3, "--attempts", help="Code attempts (generate -> verify -> repair)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object {ir, code, verification, attempts} on stdout."),
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
@@ -254,11 +277,13 @@ def pipeline(
     try:
         service = _service(model, grammar_backend, engine_url)
         with _status("generating IR"):
-            ir_result = service.generate_ir(text, GenerateOptions(grammar_backend=grammar_backend))
+            budget = max_tokens or _settings().max_tokens_default
+            ir_result = service.generate_ir(text, GenerateOptions(max_tokens=budget, grammar_backend=grammar_backend))
         err.print(f"IR: {ir_result.ir.signature.name}({', '.join(p.name for p in ir_result.ir.signature.parameters)}) "
                   f"-> {ir_result.ir.signature.returns}")
         with _status("generating and verifying code"):
-            result = service.generate_verified_code(ir_result.ir, GenerateOptions(max_tokens=800), attempts=attempts,
+            result = service.generate_verified_code(ir_result.ir, GenerateOptions(max_tokens=budget, grammar_backend=grammar_backend),
+                                                    attempts=attempts,
                                                     on_attempt=_print_attempt)
     except TruncatedOutput as exc:
         err.print(f"partial output: {exc.partial_text}", soft_wrap=True, markup=False)

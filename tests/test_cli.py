@@ -80,3 +80,14 @@ def test_bad_setting_is_named():
     r = subprocess.run([*LIFT, "config"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode != 0
     assert "worker_priority" in r.stderr and "'auto', 'high', 'normal', 'low' or 'idle'" in r.stderr
+
+
+def test_generating_commands_fall_back_to_their_settings():
+    """No --grammar-backend: LIFT_GRAMMAR_BACKEND decides (it used to be overridden by the flag's default)."""
+    env = dict(os.environ, LIFT_GRAMMAR_BACKEND="bogus")
+    for cmd in (["ir", "x"], ["pipeline", "x"]):
+        r = subprocess.run([*LIFT, *cmd], capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode != 0 and "grammar_backend" in r.stderr and "'llguidance' or 'xgrammar'" in r.stderr, r.stderr
+    for cmd in (["ir", "--help"], ["code", "--help"], ["pipeline", "--help"]):
+        out = subprocess.run([*LIFT, *cmd], capture_output=True, text=True, timeout=120).stdout
+        assert "--grammar-backend" in out and "LIFT_GRAMMAR_BACKEND" in out and "--max-tokens" in out and "--model" in out

@@ -1,4 +1,9 @@
-"""The end-to-end tester, against the local server on loopback; it must also catch a broken server."""
+"""The end-to-end tester, against the local server on loopback; it must also catch a broken server.
+
+The server, its queue, guard and sandbox and the clients are real; the model is the fake engine
+answering the worked example (this tests the tester and the endpoints' plumbing -- the real model
+is exercised by test_server, test_ir_real_model and test_pipeline).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,32 @@ import sys
 import pytest
 
 from lift_sys.e2e import run_e2e
+from lift_sys.generation.engines.fake import FakeEngine, minimal_instance
+from lift_sys.ir.prompt import EXAMPLE_IR
 from lift_sys.server.app import asgi
+from lift_sys.service import InferenceService
 from lift_sys.settings import Settings
 
 from .serving import free_port, running
 
-pytestmark = pytest.mark.model
+CODE = ("def count_vowels(text: str) -> int:\n    if not isinstance(text, str):\n        raise TypeError('text must be a str')\n"
+        "    return sum(1 for ch in text.lower() if ch in 'aeiou')\n")
+
+
+def _answer(messages, params, constraint) -> str:
+    """The worked example for IR requests, its function for code requests, the smallest instance otherwise."""
+    schema = constraint.spec.source if constraint is not None and constraint.spec.kind == "json_schema" else None
+    props = (schema or {}).get("properties", {})
+    if "signature" in props:
+        return json.dumps(EXAMPLE_IR)
+    if set(props) == {"code"}:
+        return json.dumps({"code": CODE})
+    return json.dumps(minimal_instance(schema)) if schema is not None else "ok"
+
+
+@pytest.fixture
+def service():
+    return InferenceService(FakeEngine(_answer, delay_s=0.001))
 
 
 def test_e2e_passes_against_the_local_server(service, tmp_path):

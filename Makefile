@@ -42,8 +42,8 @@ test: install-test sandbox
 	$(PY) -m pytest -ra
 
 bench: install-test
-	$(VENV)/bin/lift-sys bench decode --reps 5 --json docs/bench/decode.json
-	$(VENV)/bin/lift-sys bench server --json docs/bench/server.json
+	$(VENV)/bin/lift-sys bench decode --reps 5 --output docs/bench/decode.json
+	$(VENV)/bin/lift-sys bench server --output docs/bench/server.json
 
 clean:
 	rm -rf $(VENV)

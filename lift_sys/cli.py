@@ -393,7 +393,8 @@ def serve(
 def e2e(
     url: str = typer.Option(..., "--url", help="Base URL of the deployment, e.g. http://127.0.0.1:8000 or https://…modal.run"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="LIFT_API_KEY", help="Bearer key, if the server needs one."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON ('-' = stdout)."),
+    json_out: bool = typer.Option(False, "--json", help="The report as JSON on stdout (the table goes to stderr)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the report as JSON to this file."),
     concurrency: int = typer.Option(1, "--concurrency", help="Parallel IR requests after the first (cold) one."),
     timeout: float = typer.Option(900.0, "--timeout", help="Per-request timeout, longer than a GPU cold start."),
 ) -> None:
@@ -401,8 +402,8 @@ def e2e(
     from lift_sys.e2e import print_report, run_e2e
 
     report = run_e2e(url, api_key=api_key, concurrency=concurrency, timeout_s=timeout)
-    print_report(report, err if str(json_path) == "-" else out)
-    _emit_json(report.to_dict(), json_path)
+    print_report(report, err if json_out else out)
+    _emit_json(report.to_dict(), json_out, output)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -557,7 +558,8 @@ def bench_decode(
     model: Optional[str] = typer.Option(None, "--model", "-m"),
     reps: int = typer.Option(3, "--reps", help="Repetitions per configuration (medians reported)."),
     max_tokens: int = typer.Option(160, "--max-tokens", help="Tokens to generate per repetition."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),
+    json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
     backends: str = typer.Option("llguidance,xgrammar", "--backends", help="Comma-separated grammar backends to include."),
 ) -> None:
     """Decode speed: unconstrained vs our grammar backends vs llama.cpp's own json_schema grammar."""
@@ -568,34 +570,37 @@ def bench_decode(
         )
     except LiftError as exc:
         raise _fail(exc) from None
-    _emit_json(results, json_path)
+    _emit_json(results, json_out, output)
 
 
 @bench_app.command("server")
 def bench_server(
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),
+    json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
     levels: str = typer.Option("1,4,20", "--levels", help="Concurrency levels of IR requests."),
     health_clients: int = typer.Option(20, "--health-clients", help="Concurrent /health pollers during generations."),
 ) -> None:
     """Server: /health latency under load, per-request overhead, throughput at 1/4/20 concurrent IR requests."""
     run = _bench_module("server").run_server_bench
     results = run(levels=[int(x) for x in levels.split(",") if x], health_clients=health_clients, console=err)
-    _emit_json(results, json_path)
+    _emit_json(results, json_out, output)
 
 
 @bench_app.command("verify")
 def bench_verify(
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),
+    json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
     reps: int = typer.Option(30, "--reps", help="Verifications per candidate and isolation level."),
 ) -> None:
     """Verification cost per candidate (p50/p99), bubblewrap vs process isolation, in one run."""
     run = _bench_module("verify").run_verify_bench
-    _emit_json(run(reps=reps, console=err), json_path)
+    _emit_json(run(reps=reps, console=err), json_out, output)
 
 
 @bench_app.command("quality")
 def bench_quality(
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON to this file ('-' = stdout)."),
+    json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
     limit: int = typer.Option(40, "--limit", help="Number of HumanEval problems."),
     offset: int = typer.Option(0, "--offset", help="First problem index."),
     attempts: int = typer.Option(3, "--attempts", help="Code attempts in the lift mode."),
@@ -603,10 +608,10 @@ def bench_quality(
 ) -> None:
     """HumanEval pass@1: direct code vs NL -> IR -> verified code with repair."""
     run = _bench_module("quality").run_quality_bench
-    progress = json_path.with_suffix(".progress.jsonl") if json_path and str(json_path) != "-" else None
+    progress = output.with_suffix(".progress.jsonl") if output else None
     results = run(limit=limit, offset=offset, attempts=attempts, console=err,
                   modes=tuple(m for m in modes.split(",") if m), progress_path=progress)
-    _emit_json(results, json_path)
+    _emit_json(results, json_out, output)
 
 
 def _bench_module(name: str):
@@ -623,16 +628,15 @@ def _bench_module(name: str):
     return module
 
 
-def _emit_json(results: dict, json_path: Optional[Path]) -> None:
-    if json_path is None:
-        return
+def _emit_json(results: dict, json_out: bool, output: Optional[Path]) -> None:
+    """``--json``: one JSON document on stdout; ``--output PATH``: the same, written to a file."""
     text = json.dumps(results, indent=2)
-    if str(json_path) == "-":
+    if json_out:
         sys.stdout.write(text + "\n")
-    else:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(text + "\n")
-        err.print(f"wrote {json_path}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
+        err.print(f"wrote {output}")
 
 
 def main() -> None:

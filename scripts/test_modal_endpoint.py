@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Test a deployed endpoint end to end (the seed's test_modal_endpoint.py).
 
-    python scripts/test_modal_endpoint.py https://<workspace>--lift-sys-inference-serve.modal.run [--json out.json]
+    python scripts/test_modal_endpoint.py https://<workspace>--lift-sys-inference-serve.modal.run [--output out.json]
 
 A thin wrapper over `lift-sys e2e`, which does the work.
 """

@@ -91,3 +91,13 @@ def test_generating_commands_fall_back_to_their_settings():
     for cmd in (["ir", "--help"], ["code", "--help"], ["pipeline", "--help"]):
         out = subprocess.run([*LIFT, *cmd], capture_output=True, text=True, timeout=120).stdout
         assert "--grammar-backend" in out and "LIFT_GRAMMAR_BACKEND" in out and "--max-tokens" in out and "--model" in out
+
+
+def test_json_is_a_flag_and_output_a_file_everywhere(tmp_path):
+    out = tmp_path / "v.json"
+    r = subprocess.run([*LIFT, "bench", "verify", "--reps", "1", "--json", "--output", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    printed = json.loads(r.stdout)
+    assert printed == json.loads(out.read_text())
+    assert {row["isolation"] for row in printed["rows"]} >= {"process"} and printed["reps"] == 1

@@ -46,7 +46,7 @@ def test_e2e_passes_against_the_local_server(service, tmp_path):
     with running(asgi(service, Settings(api_key="k"))) as url:
         out = tmp_path / "e2e.json"
         r = subprocess.run(
-            [sys.executable, "scripts/test_modal_endpoint.py", url, "--api-key", "k", "--json", str(out), "--concurrency", "2"],
+            [sys.executable, "scripts/test_modal_endpoint.py", url, "--api-key", "k", "--output", str(out), "--concurrency", "2"],
             capture_output=True, text=True, timeout=1200,
         )
         assert r.returncode == 0, r.stdout + r.stderr

@@ -38,6 +38,11 @@ from lift_sys.generation.engines.base import (
 _RETRY_STATUS = {429, 503}
 
 
+def _refuses_json_schema(message: str) -> bool:
+    """The server's error says it does not know ``response_format: {"type": "json_schema"}``."""
+    return "response_format" in message and "json_schema" in message and "json_object" in message
+
+
 def _server_error(resp: httpx.Response, body: bytes) -> LiftError:
     detail: dict = {}
     try:
@@ -89,6 +94,7 @@ class OpenAIHTTPEngine:
         self.retries = retries
         self.backoff_s = backoff_s
         self._model = model
+        self._schema_dialect = "openai"  # "llama.cpp" once a server refused json_schema (see generate)
         self._context_length = context_length
 
     # ------------------------------------------------------------------ facts
@@ -171,7 +177,9 @@ class OpenAIHTTPEngine:
             payload["seed"] = params.seed
         if constraint is not None:
             spec = constraint.spec
-            if spec.kind == "json_schema":
+            if spec.kind == "json_schema" and self._schema_dialect == "llama.cpp":
+                payload["response_format"] = {"type": "json_object", "schema": spec.source}
+            elif spec.kind == "json_schema":
                 payload["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": "output", "schema": spec.source, "strict": True},
@@ -191,6 +199,20 @@ class OpenAIHTTPEngine:
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
     ) -> Completion:
+        try:
+            return self._generate(messages, params, constraint, on_text, cancel)
+        except (EngineError, InvalidRequest) as exc:
+            if not (constraint is not None and constraint.spec.kind == "json_schema" and self._schema_dialect == "openai"
+                    and _refuses_json_schema(str(exc))):
+                raise
+        # llama-cpp-python's server knows only {"type": "json_object", "schema": ...}: speak its dialect
+        # from now on. Either way the service validates the output against the schema afterwards, so a
+        # server that ignored the schema gives a clear schema error, never unchecked output.
+        self._schema_dialect = "llama.cpp"
+        return self._generate(messages, params, constraint, on_text, cancel)
+
+    def _generate(self, messages: list[ChatMessage], params: SamplingParams, constraint: Constraint | None,
+                  on_text: OnText | None, cancel: CancelToken | None) -> Completion:
         payload = self._payload(messages, params, constraint)
         t_start = time.perf_counter()
         for attempt in range(self.retries + 1):

@@ -77,3 +77,21 @@ def test_verified_code_repairs_with_the_sandbox_feedback():
     assert result.verified and len(result.attempts) == 2
     repair_prompt = engine.calls[1][0][-1]["content"]
     assert "example[0]" in repair_prompt and "expected 2" in repair_prompt
+
+
+def test_pipeline_endpoint_is_counted_in_metrics_under_its_own_name():
+    """/v1/pipeline (NL -> IR -> verified code) over the fake engine; /metrics names it (it used to be "other")."""
+    import httpx
+
+    from lift_sys.server.app import asgi
+    from lift_sys.settings import Settings
+
+    from .serving import running
+
+    answers = [json.dumps(EXAMPLE_IR), json.dumps({"code": GOOD_CODE})]
+    with running(asgi(InferenceService(FakeEngine(answers)), Settings(warm_up=False))) as url:
+        r = httpx.post(url + "/v1/pipeline", json={"prompt": "count the vowels", "attempts": 1}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["verified"] is True
+        metrics = httpx.get(url + "/metrics").text
+    assert 'endpoint="/v1/pipeline"' in metrics

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import CONTENT_TYPE_LATEST
 
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
-_KNOWN = {"/health", "/metrics", "/v1/ir", "/v1/code", "/v1/generate", "/v1/chat/completions", "/v1/models", "/docs", "/openapi.json"}
+_KNOWN = {"/health", "/metrics", "/v1/ir", "/v1/code", "/v1/pipeline", "/v1/generate", "/v1/chat/completions", "/v1/models", "/docs", "/openapi.json"}
 
 
 class Metrics:

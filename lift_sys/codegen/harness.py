@@ -309,8 +309,6 @@ def answer(fn_call, timeout):
         return {"timeout": True}
     except MemoryError:
         return {"memory": True}
-    except RecursionError as e:
-        return describe_exception(e)
     except BaseException as e:
         return describe_exception(e)
     try:

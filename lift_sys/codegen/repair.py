@@ -91,7 +91,8 @@ def generate_verified_code(
             attempt.code = result.code
             attempt.result = result
             attempt.completion_tokens = result.generation.completion.completion_tokens
-            attempt.report = verify_code(result.code, ir, limits=limits)
+            # the generator already ran the static checks on this code: verification reuses them
+            attempt.report = verify_code(result.code, ir, limits=limits, static_checks=getattr(result, "checks", None))
         except LiftError as exc:  # e.g. truncated output: a failed attempt, not the end
             attempt.error = exc.message
             attempt.exception = exc

@@ -387,7 +387,6 @@ def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_mod
     report.checks.append(VerifyCheck("imports_allowed", not problems, "; ".join(problems) or "stdlib allow-list"))
     if problems:
         return report
-    ran = any(c.name == "runs" for c in report.checks)
     try:
         _run_dynamic(code, ir, report, limits, call_timeout_s)
     except _LoadError as exc:
@@ -396,7 +395,7 @@ def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_mod
     except MalformedAnswer as exc:
         report.checks.append(VerifyCheck("runs", False, f"malformed answer from the sandbox: {exc}"))
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError, MemoryError, OverflowError) as exc:
-        name = "judged" if any(c.name == "runs" for c in report.checks) and not ran else "runs"
+        name = "judged" if any(c.name == "runs" for c in report.checks) else "runs"  # never two "runs" checks
         report.checks.append(VerifyCheck(name, False, f"could not verify: {type(exc).__name__}: {str(exc)[:200]}"))
     return report
 

@@ -357,8 +357,10 @@ def serve(
         return
     from lift_sys.service.runtime import service_from_settings
     from lift_sys.server.app import asgi, quiet_health_access_log
+    from lift_sys.server.priority import tune_process_for_serving
 
     quiet_health_access_log()
+    tune_process_for_serving()
     child = None
     try:
         if split and settings.engine == "local":
@@ -611,6 +613,27 @@ def bench_quality(
     progress = output.with_suffix(".progress.jsonl") if output else None
     results = run(limit=limit, offset=offset, attempts=attempts, console=err,
                   modes=tuple(m for m in modes.split(",") if m), progress_path=progress)
+    _emit_json(results, json_out, output)
+
+
+@bench_app.command("schemas")
+def bench_schemas(
+    suite: Path = typer.Option(..., "--suite", help="A folder of schema files: MaskBench's data/ or a JSON-Schema-Test-Suite draft folder."),
+    backend: str = typer.Option("llguidance,xgrammar,llamacpp", "--backend", help="Comma-separated: llguidance, xgrammar, llamacpp (llama.cpp's own converter, as a peer)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="A seeded sample of this many schemas (default: all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
+    timeout_s: float = typer.Option(10.0, "--time-limit", help="Compile time box per schema and engine, seconds (the server's LIFT_COMPILE_TIMEOUT_S)."),
+    vocab: str = typer.Option("model", "--vocab", help="model (the embedded model's tokenizer) or bytes (one token per byte; no llama.cpp peer)."),
+    json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
+) -> None:
+    """Real-world schemas, grammar level: exact / refused / error per engine, fail-open count, compile and mask times."""
+    run = _bench_module("schemas").run_schema_bench
+    try:
+        results = run(suite=suite, engines=[b for b in backend.split(",") if b], limit=limit, seed=seed,
+                      timeout_s=timeout_s, vocab=vocab, console=err)
+    except LiftError as exc:
+        raise _fail(exc) from None
     _emit_json(results, json_out, output)
 
 

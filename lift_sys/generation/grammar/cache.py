@@ -101,6 +101,18 @@ class GrammarCache:
             retry_after_s=max(1, round(self.compile_timeout_s)),
         )
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no compile is running past its time box (a bench's next schema must not be 'busy')."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._overrunning == 0:
+                    return True
+            time.sleep(0.05)
+        return False
+
     def _overrun_ended(self, _future: object) -> None:
         with self._lock:
             self._overrunning -= 1

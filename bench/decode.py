@@ -34,7 +34,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lift_sys.generation.engines.base import Constraint, SamplingParams
+from lift_sys.generation.engines.base import Constraint, GenerateOptions
 from lift_sys.generation.grammar import GrammarCache, GrammarSpec, get_backend, new_bitmask
 from lift_sys.service.runtime import local_engine
 from lift_sys.ir.models import ir_generation_schema
@@ -51,7 +51,7 @@ def _pct(values: list[float], q: float) -> float:
     return s[k]
 
 
-def _ours(engine: Any, messages: list, params: SamplingParams, constraint: Constraint | None) -> dict[str, float]:
+def _ours(engine: Any, messages: list, params: GenerateOptions, constraint: Constraint | None) -> dict[str, float]:
     c = engine.generate(messages, params, constraint)
     decode_s = c.timings.decode_ms / 1000
     sampled = c.completion_tokens - c.forced_tokens - 1
@@ -125,7 +125,7 @@ def run_decode_bench(
     schema = ir_generation_schema()
     spec = GrammarSpec.json_schema(schema)
     messages = ir_messages(REQUEST)
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    params = GenerateOptions(max_tokens=max_tokens, temperature=0.0)
 
     # -------- compile times
     compile_stats: dict[str, dict[str, float]] = {}
@@ -153,7 +153,7 @@ def run_decode_bench(
     configs += [("unconstrained", None)]
     configs += [(name, Constraint(spec, name, compiled[name])) for name in backends]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in configs}
-    engine.generate(messages, SamplingParams(max_tokens=4))  # warm-up: load pages, fill the prefix cache
+    engine.generate(messages, GenerateOptions(max_tokens=4))  # warm-up: load pages, fill the prefix cache
     for rep in range(reps):
         for name, how in configs:
             console.print(f"[dim]rep {rep + 1}/{reps}: {name}[/]")

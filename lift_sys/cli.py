@@ -357,8 +357,10 @@ def serve(
         return
     from lift_sys.service.runtime import service_from_settings
     from lift_sys.server.app import asgi, quiet_health_access_log
+    from lift_sys.server.priority import tune_process_for_serving
 
     quiet_health_access_log()
+    tune_process_for_serving()
     child = None
     try:
         if split and settings.engine == "local":

@@ -129,12 +129,15 @@ class TruncatedOutput(LiftError):
     """Generation stopped at ``max_tokens`` before the structure was complete.
 
     This is not "invalid JSON": the output was valid so far and simply cut.
-    The partial text is kept so nothing the model produced is lost.
+    The partial text is kept so nothing the model produced is lost, and
+    ``result`` carries the whole partial generation (usage, timings) for
+    fronts whose semantics are "200 with finish_reason length" (the OpenAI
+    API).
     """
 
     kind = "truncated_output"
 
-    def __init__(self, partial_text: str, max_tokens: int, completion_tokens: int) -> None:
+    def __init__(self, partial_text: str, max_tokens: int, completion_tokens: int, result: Any = None) -> None:
         super().__init__(
             f"output truncated at max_tokens={max_tokens} before the output was complete; "
             "raise max_tokens (--max-tokens)",
@@ -146,6 +149,7 @@ class TruncatedOutput(LiftError):
         )
         self.partial_text = partial_text
         self.max_tokens = max_tokens
+        self.result = result
 
 
 class OutputValidationError(LiftError):

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lift_sys.errors import EngineError, PromptTooLong, TruncatedOutput, UnsupportedSchemaError
-from lift_sys.generation.engines.base import SamplingParams
+from lift_sys.generation.engines.base import GenerateOptions
 from lift_sys.generation.engines.openai_http import OpenAIHTTPEngine
 from lift_sys.server.app import asgi
 from lift_sys.service.core import GenerateOptions, InferenceService
@@ -59,7 +59,7 @@ def test_remote_truncation_and_errors(remote):
 def test_unreachable_server_is_a_clear_error():
     engine = OpenAIHTTPEngine(f"http://127.0.0.1:{free_port()}", model="m", retries=2, backoff_s=0.01, context_length=4096)
     with pytest.raises(EngineError, match="cannot reach"):
-        engine.generate([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=4))
+        engine.generate([{"role": "user", "content": "hi"}], GenerateOptions(max_tokens=4))
 
 
 class _Flaky(BaseHTTPRequestHandler):
@@ -102,7 +102,7 @@ def test_retries_overload_and_follows_redirects():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         engine = OpenAIHTTPEngine(f"http://127.0.0.1:{server.server_port}", model="flaky", backoff_s=0.01, context_length=4096)
-        c = engine.generate([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=8))
+        c = engine.generate([{"role": "user", "content": "hi"}], GenerateOptions(max_tokens=8))
         assert c.text == '{"a":1}'
         assert (c.finish_reason, c.prompt_tokens, c.completion_tokens) == ("stop", 7, 3)
         assert _Flaky.calls == ["POST", "POST", "GET /result/1"]

@@ -349,7 +349,7 @@ def test_full_queue_is_429_with_retry_after(service):
 def test_access_log_skips_health_only():
     import logging
 
-    from lift_sys.server.app import _NoHealthAccessLog
+    from lift_sys.server.middleware import _NoHealthAccessLog
 
     def record(path: str) -> logging.LogRecord:
         return logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',

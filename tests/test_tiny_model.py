@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from lift_sys.generation.engines.base import SamplingParams
+from lift_sys.generation.engines.base import GenerateOptions
 from lift_sys.generation.engines.llamacpp import LlamaCppEngine
 from lift_sys.generation.registry import ensure_model, get_model
 from lift_sys.service.core import GenerateOptions, InferenceService
@@ -34,7 +34,7 @@ def tiny_engine(tmp_path_factory):
 
 
 def test_without_the_grammar_random_weights_are_not_json(tiny_engine):
-    c = tiny_engine.generate([{"role": "user", "content": "json please"}], SamplingParams(max_tokens=24))
+    c = tiny_engine.generate([{"role": "user", "content": "json please"}], GenerateOptions(max_tokens=24))
     with pytest.raises(ValueError):
         json.loads(c.text)
 

@@ -116,3 +116,18 @@ def promote_event_loop() -> str:
     if _short_slice(tid, EVENT_LOOP_SLICE_NS):
         return f"slice {EVENT_LOOP_SLICE_NS / 1e6:g} ms"
     return "unchanged"
+
+
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_process_for_serving() -> None:
+    """Process-wide settings for a serving process; ``lift-sys serve`` calls it, building an app does not.
+
+    Hand the GIL to the event loop sooner when it is waiting (default 5 ms):
+    the decode loop holds the GIL only for short Python steps between
+    llama.cpp calls, so /health need not wait a full switch interval.
+    """
+    import sys
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -10,7 +10,7 @@ Backend = Literal["llguidance", "xgrammar"]
 
 
 # Seeds are int64 on SGLang/vLLM; numpy refuses negative ones.
-SEED_MAX = 2**63 - 1
+from lift_sys.generation.options import MAX_TEMPERATURE, SEED_MAX
 
 
 class _Req(BaseModel):
@@ -47,7 +47,7 @@ class ErrorResponse(BaseModel):
 class IRRequest(_Req):
     prompt: str = Field(min_length=1, description="The request in plain English", examples=["a function that reverses a string"])
     max_tokens: Optional[int] = Field(None, ge=1, description="Generation budget; output cut by it is a 422 truncated_output")
-    temperature: float = Field(0.0, ge=0, le=5, description="0 = greedy (deterministic)")
+    temperature: float = Field(0.0, ge=0, le=MAX_TEMPERATURE, description="0 = greedy (deterministic)")
     seed: Optional[int] = Field(None, ge=0, le=SEED_MAX, description="Sampling seed (temperature > 0)")
     grammar_backend: Optional[Backend] = Field(None, description="Constraint engine; default: the server's")
 
@@ -64,7 +64,7 @@ class IRResponse(BaseModel):
 class CodeRequest(_Req):
     ir: dict[str, Any] = Field(description="An IR document (as returned by /v1/ir, metadata optional)")
     max_tokens: Optional[int] = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0, le=5)
+    temperature: float = Field(0.0, ge=0, le=MAX_TEMPERATURE)
     seed: Optional[int] = Field(None, ge=0, le=SEED_MAX)
     attempts: int = Field(3, ge=1, le=6, description="Generate -> verify (sandbox) -> repair up to this many times")
 
@@ -132,7 +132,7 @@ class GenerateRequest(_Req):
     regex: Optional[str] = Field(None, description="Constrain to this regular expression")
     lark: Optional[str] = Field(None, description="Constrain to this Lark grammar (llguidance only)")
     max_tokens: Optional[int] = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0, le=5)
+    temperature: float = Field(0.0, ge=0, le=MAX_TEMPERATURE)
     top_p: float = Field(1.0, gt=0, le=1)
     seed: Optional[int] = Field(None, ge=0, le=SEED_MAX)
     grammar_backend: Optional[Backend] = None
@@ -214,7 +214,7 @@ class ChatCompletionRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
-    temperature: Optional[float] = Field(1.0, ge=0, le=5, description="null = 1.0")
+    temperature: Optional[float] = Field(1.0, ge=0, le=MAX_TEMPERATURE, description="null = 1.0")
     top_p: Optional[float] = Field(1.0, gt=0, le=1, description="null = 1.0")
     seed: Optional[int] = Field(None, ge=0, le=SEED_MAX)
     stream: bool = False

@@ -29,27 +29,13 @@ from lift_sys.generation.engines.base import (
     Constraint,
     Engine,
     OnText,
-    SamplingParams,
 )
+from lift_sys.generation.options import GenerateOptions
 from lift_sys.generation.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSpec, get_backend
 from lift_sys.generation.grammar.schema_guard import sanitize_schema
 from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
 from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, prepare_validator, validate_json
-
-
-@dataclass(frozen=True)
-class GenerateOptions:
-    """Per-request knobs, shared by every front."""
-
-    max_tokens: int = 1024
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    grammar_backend: str | None = None  # None: the service default
-
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(self.max_tokens, self.temperature, self.top_p, self.seed)
 
 
 @dataclass
@@ -131,7 +117,6 @@ _CODE_GRAMMAR = GrammarSpec.json_schema(CODE_SCHEMA)
 _BUILTIN_KEYS = frozenset({_IR_GRAMMAR.key, _CODE_GRAMMAR.key})
 
 _ROLES = ("system", "user", "assistant")
-_SEED_LIMIT = 2**63  # seeds are int64 on remote servers; numpy refuses negative ones
 
 
 def guard_spec(spec: GrammarSpec) -> GrammarSpec:
@@ -194,17 +179,7 @@ class InferenceService:
     # ------------------------------------------------------------------ generic
 
     def _check_options(self, options: GenerateOptions) -> None:
-        if options.max_tokens < 1:
-            raise InvalidRequest("max_tokens must be >= 1")
-        if not 0 <= options.temperature <= 5:
-            raise InvalidRequest("temperature must be between 0 and 5")
-        if not 0 < options.top_p <= 1:
-            raise InvalidRequest("top_p must be in (0, 1]")
-        if options.seed is not None and not (isinstance(options.seed, int) and 0 <= options.seed < _SEED_LIMIT):
-            raise InvalidRequest(f"seed must be an integer in [0, 2^63), got {options.seed!r}")
-        limit = self.engine.context_length
-        if options.max_tokens >= limit:
-            raise InvalidRequest(f"max_tokens must be below the model's context length ({limit})")
+        options.check(self.engine.context_length)
 
     def constraint_for(self, spec: GrammarSpec, backend: str | None = None) -> Constraint:
         """Lint + compile (cached) ``spec`` for this engine's vocabulary."""
@@ -254,7 +229,7 @@ class InferenceService:
             constraint = self.constraint_for(spec, options.grammar_backend) if spec is not None else None
             compile_ms = (time.perf_counter() - t0) * 1000
             completion = self.engine.generate(
-                messages, options.sampling(), constraint, on_text=on_text, cancel=cancel
+                messages, options, constraint, on_text=on_text, cancel=cancel
             )
             completion.timings.compile_ms = compile_ms
             result = GenerationResult(
@@ -268,9 +243,7 @@ class InferenceService:
             if completion.finish_reason == "cancelled":
                 raise Cancelled("the client went away; generation stopped")
             if spec is not None and completion.finish_reason == "length":
-                exc = TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens)
-                exc.result = result  # fronts with "length" semantics (OpenAI API) still need usage
-                raise exc
+                raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
             if spec is not None and spec.kind == "json_schema" and completion.finish_reason == "stop":
                 try:
                     try:
@@ -377,7 +350,7 @@ class InferenceService:
             return 0
         for grammar in (_IR_GRAMMAR, _CODE_GRAMMAR):
             self.constraint_for(grammar)
-        completion = self.engine.generate(ir_messages("warm-up"), SamplingParams(max_tokens=1, temperature=0.0))
+        completion = self.engine.generate(ir_messages("warm-up"), GenerateOptions(max_tokens=1, temperature=0.0))
         return completion.prompt_tokens - completion.cached_prompt_tokens
 
     # ------------------------------------------------------------------ what fronts may ask

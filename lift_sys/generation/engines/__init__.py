@@ -6,8 +6,8 @@ from lift_sys.generation.engines.base import (
     Completion,
     Constraint,
     Engine,
-    SamplingParams,
+    GenerateOptions,
     Timings,
 )
 
-__all__ = ["CancelToken", "ChatMessage", "Completion", "Constraint", "Engine", "SamplingParams", "Timings"]
+__all__ = ["CancelToken", "ChatMessage", "Completion", "Constraint", "Engine", "GenerateOptions", "Timings"]

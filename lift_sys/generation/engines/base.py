@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal, Protocol, TypedDict
 
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary
+from lift_sys.generation.options import GenerateOptions
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -27,14 +28,8 @@ class ChatMessage(TypedDict):
     content: str
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample. ``temperature == 0`` is greedy (deterministic)."""
-
-    max_tokens: int = 1024
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+SamplingParams = GenerateOptions
+"""The engine-side name of :class:`GenerateOptions` (one type: engines read max_tokens/temperature/top_p/seed)."""
 
 
 @dataclass
@@ -116,7 +111,7 @@ class Engine(Protocol):
     def generate(
         self,
         messages: list[ChatMessage],
-        params: SamplingParams,
+        params: GenerateOptions,
         constraint: Constraint | None = None,
         *,
         on_text: OnText | None = None,

@@ -26,11 +26,11 @@ from lift_sys.generation.engines.base import (
     Completion,
     Constraint,
     OnText,
-    SamplingParams,
+    GenerateOptions,
     Timings,
 )
 
-Responder = Callable[[list[ChatMessage], SamplingParams, "Constraint | None"], str]
+Responder = Callable[[list[ChatMessage], GenerateOptions, "Constraint | None"], str]
 _PIECE = re.compile(r"\s+|[^\s]{1,4}")  # "tokens": whitespace runs and chunks of up to 4 characters
 
 
@@ -83,7 +83,7 @@ class FakeEngine:
         self.delay_s = delay_s
         self._responder: Responder | None = script if callable(script) else None
         self._texts = list(script) if script is not None and not callable(script) else []
-        self.calls: list[tuple[list[ChatMessage], SamplingParams, Constraint | None]] = []
+        self.calls: list[tuple[list[ChatMessage], GenerateOptions, Constraint | None]] = []
 
     def vocabulary(self) -> None:
         return None  # remote kind: takes the spec, masks on "its" side
@@ -91,7 +91,7 @@ class FakeEngine:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return sum(len(pieces(m["content"])) + 4 for m in messages)
 
-    def _answer(self, messages: list[ChatMessage], params: SamplingParams, constraint: Constraint | None) -> str:
+    def _answer(self, messages: list[ChatMessage], params: GenerateOptions, constraint: Constraint | None) -> str:
         if self._responder is not None:
             return self._responder(messages, params, constraint)
         if self._texts:
@@ -100,7 +100,7 @@ class FakeEngine:
             return json.dumps(minimal_instance(constraint.spec.source), separators=(",", ":"))
         return "ok"
 
-    def generate(self, messages: list[ChatMessage], params: SamplingParams, constraint: Constraint | None = None, *,
+    def generate(self, messages: list[ChatMessage], params: GenerateOptions, constraint: Constraint | None = None, *,
                  on_text: OnText | None = None, cancel: CancelToken | None = None) -> Completion:
         t0 = time.perf_counter()
         self.calls.append((messages, params, constraint))

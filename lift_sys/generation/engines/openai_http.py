@@ -31,7 +31,7 @@ from lift_sys.generation.engines.base import (
     Completion,
     Constraint,
     OnText,
-    SamplingParams,
+    GenerateOptions,
     Timings,
 )
 
@@ -163,7 +163,7 @@ class OpenAIHTTPEngine:
             return resp
         raise EngineError("unreachable")  # pragma: no cover
 
-    def _payload(self, messages: list[ChatMessage], params: SamplingParams, constraint: Constraint | None) -> dict:
+    def _payload(self, messages: list[ChatMessage], params: GenerateOptions, constraint: Constraint | None) -> dict:
         payload: dict[str, Any] = {
             "model": self.model_name,
             "messages": list(messages),
@@ -193,7 +193,7 @@ class OpenAIHTTPEngine:
     def generate(
         self,
         messages: list[ChatMessage],
-        params: SamplingParams,
+        params: GenerateOptions,
         constraint: Constraint | None = None,
         *,
         on_text: OnText | None = None,
@@ -211,7 +211,7 @@ class OpenAIHTTPEngine:
         self._schema_dialect = "llama.cpp"
         return self._generate(messages, params, constraint, on_text, cancel)
 
-    def _generate(self, messages: list[ChatMessage], params: SamplingParams, constraint: Constraint | None,
+    def _generate(self, messages: list[ChatMessage], params: GenerateOptions, constraint: Constraint | None,
                   on_text: OnText | None, cancel: CancelToken | None) -> Completion:
         payload = self._payload(messages, params, constraint)
         t_start = time.perf_counter()

@@ -63,9 +63,12 @@ def off_document(url: str) -> list[tuple[dict, str, str]]:
         ({"$ref": url}, "$ref", "/"),
         ({"type": "object", "properties": {"a": {"$ref": url + "#/$defs/x"}}}, "$ref", "/properties/a"),
         ({"$schema": url, "type": "string"}, "$schema", "/"),
-        ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "string"}, "$schema", "/"),
-        ({"$id": url, "type": "string"}, "$id", "/"),
-        ({"$id": url, "$ref": "other.json"}, "$id", "/"),
+        ({"$schema": "http://json-schema.org/draft-03/schema#", "type": "string"}, "$schema", "/"),
+        ({"$id": url, "$ref": "other.json"}, "$ref", "/"),
+        # beneath a nested base URI, '#/...' would mean that subschema's root: refused, not reinterpreted
+        ({"$defs": {"x": {}}, "properties": {"a": {"$id": url, "items": {"$ref": "#/$defs/x"}}}}, "$id", "/properties/a"),
+        ({"$schema": "http://json-schema.org/draft-04/schema#", "definitions": {"x": {}},
+          "properties": {"a": {"id": url, "items": {"$ref": "#/definitions/x"}}}}, "id", "/properties/a"),
         ({"$ref": "other.json"}, "$ref", "/"),
         ({"$ref": "file:///etc/passwd"}, "$ref", "/"),
         ({"$ref": "//127.0.0.1/x"}, "$ref", "/"),
@@ -89,6 +92,53 @@ def test_off_document_references_are_refused_by_every_lint_and_never_fetched(can
             assert (err.keyword, err.pointer) == (keyword, pointer), (schema, err.message)
             assert err.kind == "invalid_schema" and keyword in err.message and pointer in err.message
     assert canary.connections == 0
+
+
+def test_an_inert_base_uri_is_removed_before_any_library_sees_it(canary):
+    """A root ``$id`` (draft-04: ``id``), or one with no ``$ref`` beneath it, changes nothing: dropped, never fetched."""
+    url = canary.url()
+    for schema in ({"$id": url, "type": "string"},
+                   {"$id": url, "$defs": {"s": {"type": "string"}}, "$ref": "#/$defs/s"},
+                   {"properties": {"a": {"$id": url, "type": "string"}}},
+                   {"$schema": "http://json-schema.org/draft-04/schema#", "id": url,
+                    "properties": {"a": {"id": "/properties/a", "type": "string"}}}):
+        clean = sanitize_schema(schema)
+        assert url not in repr(clean) and "/properties/a" not in repr(clean.get("properties"))
+        for backend in BACKENDS:
+            if backend == "xgrammar" and not _has_xgrammar():
+                continue
+            lint_schema(clean, backend)
+        validate_json("x" if clean.get("type") == "string" or "$ref" in clean else {"a": "x"}, clean)
+    assert canary.connections == 0
+
+
+@pytest.mark.parametrize("schema, upgraded", [
+    # draft-04 boolean exclusive bounds
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "number", "maximum": 3, "exclusiveMaximum": True},
+     {"type": "number", "exclusiveMaximum": 3}),
+    ({"$schema": "http://json-schema.org/draft-04/schema", "type": "number", "minimum": 3, "exclusiveMinimum": False},
+     {"type": "number", "minimum": 3}),
+    # tuple items (draft <= 2019-09)
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "string"}], "additionalItems": False},
+     {"prefixItems": [{"type": "string"}], "items": False}),
+    ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": {"type": "string"}, "additionalItems": False},
+     {"items": {"type": "string"}}),
+    # dependencies (draft <= 07), split by kind
+    ({"$schema": "http://json-schema.org/draft-06/schema#", "dependencies": {"a": ["b"], "c": {"required": ["d"]}}},
+     {"dependentRequired": {"a": ["b"]}, "dependentSchemas": {"c": {"required": ["d"]}}}),
+    # nested, and data left alone
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "properties": {"n": {"maximum": 1, "exclusiveMaximum": True}},
+      "enum": [{"exclusiveMaximum": True}]},
+     {"properties": {"n": {"exclusiveMaximum": 1}}, "enum": [{"exclusiveMaximum": True}]}),
+])
+def test_older_drafts_are_read_as_they_meant_not_as_2020_12(schema, upgraded):
+    assert sanitize_schema(schema) == upgraded
+
+
+def _has_xgrammar() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("xgrammar") is not None
 
 
 def test_validators_never_retrieve_even_without_the_guard(canary):
@@ -303,3 +353,42 @@ def test_xgrammar_refuses_more_optional_properties_than_it_compiles_in_bounded_t
     lint_schema({**many, "required": list(many["properties"])}, "xgrammar")  # all required: cheap
     lint_schema(many, "llguidance")
     lint_schema(spread, "llguidance")
+
+
+@pytest.mark.parametrize("schema, keyword, pointer", [
+    ({"properties": {"a": {"minLength": 2}}}, "minLength", "/properties/a"),  # no type: xgrammar ignored it
+    ({"items": {"minimum": 3}}, "minimum", "/items"),
+    ({"minItems": 1}, "minItems", "/"),
+    ({"type": "object", "required": ["a"]}, "required", "/"),  # not in properties: xgrammar ignored it
+    ({"anyOf": [{"enum": [1, "a"], "minLength": 3}]}, "minLength", "/anyOf/0"),  # next to enum: ignored
+])
+@requires_xgrammar
+def test_keywords_xgrammar_silently_drops_are_refused_by_name(schema, keyword, pointer):
+    """Found by the JSON-Schema-Test-Suite at grammar level: each accepted an invalid instance before."""
+    with pytest.raises(UnsupportedSchemaError) as info:
+        lint_schema(schema, "xgrammar")
+    assert (info.value.keyword, info.value.pointer) == (keyword, pointer)
+
+
+@pytest.mark.parametrize("backend, schema, keyword, pointer", [
+    ("llguidance", {"properties": {"a": {"oneOf": [{"type": "integer"}, {"type": "number"}]}}}, "oneOf", "/properties/a"),
+    ("llguidance", {"properties": {"a": {"type": "string", "maxLength": 2.0}}}, "maxLength", "/properties/a"),
+    ("llguidance", {"type": "object", "properties": {"a": {"enum": []}}, "required": ["a"]}, "required", "/"),
+    ("llguidance", {"type": "object", "properties": {"a": {"allOf": [{"type": "string"}, False]}},
+                    "required": ["a"]}, "required", "/"),
+    ("xgrammar", {"properties": {"a": {"anyOf": [{"type": "string"}, False]}}}, "anyOf", "/properties/a"),
+    ("xgrammar", {"$defs": {"t~f": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs/t~0f"}}}, "$ref",
+     "/properties/a"),
+])
+def test_compile_refusals_name_keyword_and_pointer(backend, schema, keyword, pointer):
+    """Whatever refuses a schema -- lint or the backend's compiler -- the 400 says which keyword and where."""
+    if backend == "xgrammar" and not _has_xgrammar():
+        pytest.skip("xgrammar extra not installed")
+    from lift_sys.generation.grammar.conformance import byte_vocabulary
+
+    cache = GrammarCache(max_entries=4, compile_timeout_s=10.0)
+    with pytest.raises(UnsupportedSchemaError) as info:
+        cache.get(GrammarSpec.json_schema(sanitize_schema(schema)), backend, byte_vocabulary())
+    err = info.value
+    assert (err.keyword, err.pointer) == (keyword, pointer), err.message
+    assert not any(marker in err.message for marker in INTERNALS)

@@ -26,6 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
 from lift_sys.errors import GrammarCompileError, GrammarCompileTimeout, InvalidRequest, LiftError, Overloaded
+from lift_sys.generation.grammar.lint import name_compile_error
 from lift_sys.generation.grammar.base import (
     CompiledGrammar,
     GrammarBackend,
@@ -141,7 +142,12 @@ class GrammarCache:
 
         future = self._pool.submit(run)
         try:
-            compiled = future.result(timeout=self.compile_timeout_s)
+            try:
+                compiled = future.result(timeout=self.compile_timeout_s)
+            except GrammarCompileError as exc:  # say which keyword and where, when the backend's message names it
+                if isinstance(exc, GrammarCompileTimeout) or spec.kind != "json_schema":
+                    raise
+                raise (name_compile_error(spec.source, backend.name, exc.message) or exc) from None
         except FutureTimeout:
             if future.cancel() or not started.is_set():  # it never ran: the compiler was busy, not this grammar slow
                 raise self._busy() from None

@@ -113,6 +113,14 @@ def _item_schemas(index: int, schemas: list[dict[str, Any]]) -> list[Any]:
     return found
 
 
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values and as written (Python's ``[False] == [0]`` is not JSON's)."""
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
+
+
 def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: int = 0, *,
                     required_first: bool = False) -> Any:
     """``value`` with object keys in grammar order and integral floats as ints (see module doc).
@@ -120,11 +128,15 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
     ``required_first``: llama.cpp's converter writes required properties
     first, then the optional ones (each in definition order).
     """
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e16:
         return int(value)
     if depth > 200 or not isinstance(value, (dict, list)):
         return value
     schemas = _applicable(value, schema, root, valid)
+    for s in schemas:  # a const/enum value is written as the schema wrote it (its key order)
+        for option in ([s["const"]] if "const" in s else []) + (s["enum"] if isinstance(s.get("enum"), list) else []):
+            if _same_json(option, value):
+                return option
     if isinstance(value, list):
         return [
             canonical_value(item, (_item_schemas(i, schemas) or [True])[0], root, valid, depth + 1,

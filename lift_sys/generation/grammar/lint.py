@@ -13,6 +13,7 @@ each keyword (see tests/test_grammar_lint.py).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
@@ -46,6 +47,7 @@ _NEVER = {
 
 _EXTRA: dict[str, dict[str, str]] = {
     "llguidance": {
+        "oneOf": "llguidance does not enforce oneOf's exclusivity (it would be read as anyOf)",
         "propertyNames": "not enforced by llguidance",
         "minProperties": "not enforced by llguidance",
         "maxProperties": "not enforced by llguidance",
@@ -76,6 +78,40 @@ Measured on 0.2.8 (2 vCPUs): one object with 512 optional properties 0.3 s,
 3000: 64 s; 2 x 512: 0.8 s, 8 x 512: 27 s; 1024 objects x 16: 14 s. A compile
 cannot be interrupted, so past these it would hold a compile thread long
 after its time box."""
+
+
+_STRING_KW = ("minLength", "maxLength", "pattern", "format")
+_NUMBER_KW = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_COUNT_KW = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+
+
+def _xgrammar_drops(node: dict[str, Any]) -> tuple[str, str] | None:
+    """(keyword, reason) xgrammar 0.2.8 would silently ignore in ``node``, or None.
+
+    Found by the JSON-Schema-Test-Suite at grammar level (invalid instances
+    accepted): string/number keywords with no ``type`` (``{"minLength": 2}``
+    accepts ``"f"``), ``required`` naming a property not in ``properties``
+    (``{"type": "object", "required": ["a"]}`` accepts ``{}``), and any
+    constraint next to ``enum``/``const`` (``{"enum": [1, "a"], "minLength": 3}``
+    accepts ``"a"``).
+    """
+    if "type" not in node:
+        for keyword in _STRING_KW + _NUMBER_KW + ("minItems", "maxItems"):
+            if keyword in node:
+                return keyword, "xgrammar ignores it when the subschema has no 'type'; add one"
+        if "required" in node and "properties" not in node:
+            return "required", "xgrammar ignores it when the subschema has no 'type'; add one"
+    required = node.get("required")
+    if isinstance(required, list) and required:
+        declared = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+        missing = [r for r in required if r not in declared]
+        if missing:
+            return "required", f"xgrammar ignores required properties not listed in 'properties' ({missing[0]!r})"
+    if "enum" in node or "const" in node:
+        for keyword in _STRING_KW + _NUMBER_KW + _COUNT_KW + ("items", "prefixItems", "properties", "required"):
+            if keyword in node:
+                return keyword, "xgrammar ignores constraints next to 'enum'/'const'"
+    return None
 
 
 def _escape(token: str) -> str:
@@ -112,7 +148,7 @@ def lint_schema(schema: Any, backend: str) -> None:
         return
     if not isinstance(schema, dict):
         raise InvalidRequest(f"a JSON schema must be an object, got {type(schema).__name__}")
-    check_schema(schema)
+    schema = check_schema(schema)  # the schema as it will be read (older drafts translated)
     extra = _EXTRA.get(backend, {})
     formats = _FORMATS.get(backend, set())
     optional_total = 0
@@ -121,6 +157,13 @@ def lint_schema(schema: Any, backend: str) -> None:
             reason = _NEVER.get(keyword) or extra.get(keyword)
             if reason:
                 raise UnsupportedSchemaError(keyword, pointer, backend, reason)
+        for keyword in _COUNT_KW:  # 2.0 is an integer to JSON Schema, a compile error to llguidance
+            if isinstance(node.get(keyword), float):
+                raise UnsupportedSchemaError(keyword, pointer, backend, "write the count as an integer (2, not 2.0)")
+        if backend == "xgrammar":
+            dropped = _xgrammar_drops(node)
+            if dropped:
+                raise UnsupportedSchemaError(dropped[0], pointer, backend, dropped[1])
         fmt = node.get("format")
         if isinstance(fmt, str) and fmt not in formats:
             raise UnsupportedSchemaError("format", pointer, backend, f"format {fmt!r} is not enforced")
@@ -144,3 +187,56 @@ def lint_schema(schema: Any, backend: str) -> None:
             raise UnsupportedSchemaError(
                 which, pointer, backend, "xgrammar ignores string length when a pattern is also given"
             )
+
+
+_COMPILE_KEYWORDS = (
+    ("oneOf", "oneOf"), ("patternProperty", "patternProperties"), ("enum", "enum"), ("multipleOf", "multipleOf"),
+    ("minItems", "minItems"), ("maxItems", "maxItems"), ("minLength", "minLength"), ("maxLength", "maxLength"),
+    ("prefixItems", "prefixItems"), ("pattern", "pattern"), ("regex", "pattern"), ("Regex", "pattern"),
+)
+
+
+def name_compile_error(schema: Any, backend: str, message: str) -> UnsupportedSchemaError | None:
+    """A backend's compile error as a refusal naming keyword and JSON pointer, when the message says which.
+
+    Backends name the keyword but rarely where it is (llguidance: "oneOf
+    constraints are not supported", "schema is false"; xgrammar: "Schema
+    'false' cannot accept any value"); the pointer is the first subschema
+    holding it (or, for an unsatisfiable ``false``, the position of the
+    first ``false`` subschema).
+    """
+    if not isinstance(schema, dict):
+        return None
+    nodes = list(iter_schemas(schema))
+    if "Cannot find field" in message:  # xgrammar reads some valid pointers (~0, %22, empty tokens) differently
+        refs = [(p, n) for p, n in nodes if isinstance(n.get("$ref"), str)]
+        odd = [(p, n) for p, n in refs if any(c in n["$ref"] for c in ("~", "%", "//"))] or refs
+        if odd:
+            return UnsupportedSchemaError("$ref", odd[0][0], backend, message)
+    unsatisfiable = re.search(r"required property '(.+?)' is unsatisfiable", message)
+    if unsatisfiable:
+        for pointer, node in nodes:
+            if isinstance(node.get("required"), list) and unsatisfiable.group(1) in node["required"]:
+                return UnsupportedSchemaError("required", pointer, backend, message)
+    if "is empty" in message or "must not be empty" in message:
+        for pointer, node in nodes:
+            for key in ("enum", "anyOf", "oneOf"):
+                if node.get(key) == []:
+                    return UnsupportedSchemaError(key, pointer, backend, "an empty list admits no value")
+    if "false" in message and ("schema is false" in message or "Schema 'false'" in message):
+        for pointer, node in nodes:
+            for key, value in node.items():
+                if value is False and key not in ("additionalProperties", "items", "unevaluatedProperties",
+                                                  "unevaluatedItems", "uniqueItems", "exclusiveMinimum",
+                                                  "exclusiveMaximum"):
+                    return UnsupportedSchemaError(key, pointer, backend, message)
+                if isinstance(value, (list, dict)):
+                    subs = value if isinstance(value, list) else list(value.values())
+                    if any(sub is False for sub in subs):
+                        return UnsupportedSchemaError(key, pointer, backend, message)
+    for phrase, keyword in _COMPILE_KEYWORDS:
+        if phrase in message:
+            for pointer, node in nodes:
+                if keyword in node:
+                    return UnsupportedSchemaError(keyword, pointer, backend, message)
+    return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -181,16 +182,13 @@ def ir(
 
 def _read_ir(ir_file: str):
     """An IR document from a file (or ``-``): a clean one-line error for anything that is not one."""
-    from lift_sys.ir.models import IRSpec
+    from lift_sys.ir.validate import spec_from_document
 
     try:
         if ir_file != "-" and not Path(ir_file).is_file():
             raise OSError(f"{ir_file} is not a regular file")
         raw = sys.stdin.read() if ir_file == "-" else Path(ir_file).read_text(encoding="utf-8")
-        doc = json.loads(raw)
-        if not isinstance(doc, dict):
-            raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
-        return IRSpec.model_validate({k: v for k, v in doc.items() if k != "metadata"})
+        return spec_from_document(json.loads(raw))
     except (OSError, ValueError, RecursionError) as exc:  # pydantic's ValidationError is a ValueError
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise _fail(f"cannot read an IR from {ir_file}: {first}") from None
@@ -199,28 +197,30 @@ def _read_ir(ir_file: str):
 def _check_table(report) -> Table:
     table = Table(title="verification" + (" [green]passed[/]" if report.verified else " [red]failed[/]"),
                   caption=f"sandbox: {report.isolation}" + (" + seccomp" if report.seccomp else ""))
-    for col in ("check", "result", "evidence"):
+    for col in ("check", "source", "result", "evidence"):
         table.add_column(col)
     for c in report.checks:  # names and evidence come from untrusted code and IRs: never markup
-        mark = "[green]ok[/]" if c.passed else ("[yellow]ir[/]" if c.scope == "ir" else "[red]FAIL[/]")
-        table.add_row(Text(c.name + (" (calls the function)" if c.calls_function else "")), mark, Text(c.detail[:120]))
+        mark = ("[green]ok[/]" if c.passed else "[yellow]ir[/]" if c.scope == "ir"
+                else "[yellow]suspect[/]" if c.scope == "suspect" else "[red]FAIL[/]")
+        table.add_row(Text(c.name + (" (calls the function)" if c.calls_function else "")), c.provenance, mark,
+                      Text(c.detail[:120]))
     return table
 
 
 def _print_attempt(attempt) -> None:
     if attempt.report is None:
-        err.print(f"attempt {attempt.index + 1}: [red]{attempt.error}[/]", soft_wrap=True)
+        err.print(f"candidate {attempt.index + 1}: [red]{escape(attempt.error or '')}[/]", soft_wrap=True)
     else:
         r = attempt.report
-        verdict = "[green]verified[/]" if r.verified else f"[red]{len(r.failures())} check(s) failed[/]"
-        err.print(f"attempt {attempt.index + 1} (T={attempt.temperature:g}): {verdict} ({attempt.seconds:.1f} s)")
+        verdict = "[green]all checks hold[/]" if r.verified else f"[red]{len(r.failures())} check(s) failed[/]"
+        err.print(f"candidate {attempt.index + 1} (T={attempt.temperature:g}): {verdict} ({attempt.seconds:.1f} s)")
 
 
 def _emit_pipeline(result, ir_doc: dict | None, json_out: bool) -> None:
     if json_out:
         body = {"ir": ir_doc, "code": result.code,
                 "verification": result.report.to_dict() if result.report else None,
-                "attempts": [a.to_dict() for a in result.attempts]}
+                "selection": result.selection, "attempts": [a.to_dict() for a in result.attempts]}
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
     else:
         if result.code:
@@ -228,6 +228,8 @@ def _emit_pipeline(result, ir_doc: dict | None, json_out: bool) -> None:
             sys.stdout.flush()
         if result.report is not None:
             err.print(_check_table(result.report))
+        if result.selection.get("why") and len(result.attempts) > 1:
+            err.print(f"chosen: {result.selection['why']}", markup=False)
     if not result.verified:
         raise _fail("no candidate passed verification" + (f" in {len(result.attempts)} attempts" if result.attempts else ""))
 
@@ -276,15 +278,19 @@ def pipeline(
 
     try:
         service = _service(model, grammar_backend, engine_url)
+        budget = max_tokens or _settings().max_tokens_default
+        opts = GenerateOptions(max_tokens=budget, grammar_backend=grammar_backend)
         with _status("generating IR"):
-            budget = max_tokens or _settings().max_tokens_default
-            ir_result = service.generate_ir(text, GenerateOptions(max_tokens=budget, grammar_backend=grammar_backend))
-        err.print(f"IR: {ir_result.ir.signature.name}({', '.join(p.name for p in ir_result.ir.signature.parameters)}) "
-                  f"-> {ir_result.ir.signature.returns}")
+            ir_result = service.generate_ir(text, opts)
+        ir = ir_result.ir
+        given = sum(e.given for e in ir.examples)
+        err.print(f"IR: {ir.signature.name}({', '.join(p.name for p in ir.signature.parameters)}) -> "
+                  f"{ir.signature.returns}; examples: {given} given, {len(ir.examples) - given} invented"
+                  + (f"; {ir_result.samples} samples ({', '.join(r.split(':')[0] for r in ir_result.resampled)})"
+                     if ir_result.samples > 1 else ""), markup=False)
         with _status("generating and verifying code"):
-            result = service.generate_verified_code(ir_result.ir, GenerateOptions(max_tokens=budget, grammar_backend=grammar_backend),
-                                                    attempts=attempts,
-                                                    on_attempt=_print_attempt)
+            result = service.generate_verified_code(ir, opts, attempts=attempts, on_attempt=_print_attempt,
+                                                    context=text)
     except TruncatedOutput as exc:
         err.print(f"partial output: {exc.partial_text}", soft_wrap=True, markup=False)
         raise _fail(exc) from None

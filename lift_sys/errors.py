@@ -152,6 +152,22 @@ class TruncatedOutput(LiftError):
         self.result = result
 
 
+class RunawayOutput(TruncatedOutput):
+    """Generation stopped early because the output started repeating itself (a loop, not an answer).
+
+    A kind of truncation (same status, partial text kept): the caller may
+    resample with another seed, which is what the IR step does.
+    """
+
+    kind = "runaway_output"
+
+    def __init__(self, partial_text: str, max_tokens: int, completion_tokens: int, result: Any = None) -> None:
+        super().__init__(partial_text, max_tokens, completion_tokens, result)
+        self.message = (f"output stopped after {completion_tokens} tokens: it was repeating itself "
+                        "(a loop, not an answer); resample with another seed or temperature")
+        self.args = (self.message,)
+
+
 class OutputValidationError(LiftError):
     """Constrained output failed validation (a backend bug or a model-side rule)."""
 

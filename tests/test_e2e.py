@@ -8,6 +8,8 @@ is exercised by test_server, test_ir_real_model and test_pipeline).
 from __future__ import annotations
 
 import json
+
+from lift_sys.codegen.prompt import fenced
 import subprocess
 import sys
 
@@ -34,6 +36,8 @@ def _answer(messages, params, constraint) -> str:
         return json.dumps(EXAMPLE_IR)
     if set(props) == {"code"}:
         return json.dumps({"code": CODE})
+    if constraint is not None and constraint.spec.kind == "regex" and constraint.spec.source.startswith("```python"):
+        return fenced(CODE)  # the code grammar: one fenced block
     return json.dumps(minimal_instance(schema)) if schema is not None else "ok"
 
 

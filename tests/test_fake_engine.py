@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from lift_sys.codegen.prompt import fenced
+
 import pytest
 
 from lift_sys.errors import InvalidRequest, OutputValidationError, TruncatedOutput
@@ -70,10 +72,11 @@ def test_empty_request_is_refused():
 
 def test_verified_code_repairs_with_the_sandbox_feedback():
     wrong = GOOD_CODE.replace("'aeiou'", "'ae'")
-    engine = FakeEngine([json.dumps({"code": wrong}), json.dumps({"code": GOOD_CODE})])
-    from lift_sys.ir import IRSpec
+    engine = FakeEngine([fenced(wrong), fenced(GOOD_CODE)])
+    from lift_sys.ir.validate import spec_from_document
 
-    result = InferenceService(engine).generate_verified_code(IRSpec.model_validate(EXAMPLE_IR), attempts=3)
+    # a client's IR: its examples are given (facts), so a failed one is fed back to the next candidate
+    result = InferenceService(engine).generate_verified_code(spec_from_document(EXAMPLE_IR), attempts=3)
     assert result.verified and len(result.attempts) == 2
     repair_prompt = engine.calls[1][0][-1]["content"]
     assert "example[0]" in repair_prompt and "expected 2" in repair_prompt
@@ -88,7 +91,7 @@ def test_pipeline_endpoint_is_counted_in_metrics_under_its_own_name():
 
     from .serving import running
 
-    answers = [json.dumps(EXAMPLE_IR), json.dumps({"code": GOOD_CODE})]
+    answers = [json.dumps(EXAMPLE_IR), fenced(GOOD_CODE)]
     with running(asgi(InferenceService(FakeEngine(answers)), Settings(warm_up=False))) as url:
         r = httpx.post(url + "/v1/pipeline", json={"prompt": "count the vowels", "attempts": 1}, timeout=60)
         assert r.status_code == 200, r.text

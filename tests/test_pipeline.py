@@ -14,13 +14,13 @@ from lift_sys.codegen.repair import generate_verified_code
 from lift_sys.server.app import asgi
 from lift_sys.service.core import GenerateOptions
 from lift_sys.settings import Settings
-from lift_sys.ir import IRSpec
+from lift_sys.ir.validate import spec_from_document
 from lift_sys.ir.prompt import EXAMPLE_IR
 
 from .serving import running
 from .test_verify import GOOD
 
-IR = IRSpec.model_validate(EXAMPLE_IR)
+IR = spec_from_document(EXAMPLE_IR)  # a client's IR: its examples are given (facts the feedback may cite)
 WRONG = GOOD.replace("'aeiou'", "'ae'")
 
 
@@ -102,5 +102,5 @@ def test_cli_verify_and_code(tmp_path):
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     body = json.loads(r.stdout)
-    assert set(body) == {"ir", "code", "verification", "attempts"}
+    assert set(body) == {"ir", "code", "verification", "selection", "attempts"}
     assert body["verification"]["verified"] is True and "def count_vowels(" in body["code"]

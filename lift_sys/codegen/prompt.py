@@ -1,13 +1,22 @@
-"""The prompt and schema for turning an IR into a Python function.
+"""The prompts and grammars for turning an IR into a Python function.
 
-The output is constrained to ``{"code": "<source>"}``: one JSON string
-holding the function, so the same constrained path (and the same
-truncation/validation rules) serves code as serves IR.
+Two output formats, measured against each other (``lift-sys bench quality``):
+
+* **raw** (the default): the function as plain Python in one fenced block,
+  under a regular grammar ``CODE_BLOCK_REGEX`` (the fence, then anything
+  without a triple backtick, then the closing fence: generation ends there).
+  The model writes code the way it was trained to see it.
+* **json**: ``{"code": "<source>"}``, the same constrained path as the IR.
+  Code inside a JSON string must be escaped (``\n``, ``\"``), which
+  breaks a small model's code (issue 11).
+
+The API and CLI answer ``{code}`` either way.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from lift_sys.ir.models import IRSpec
 from lift_sys.ir.prompt import EXAMPLE_IR
@@ -54,3 +63,39 @@ def code_messages(ir: IRSpec, feedback: str | None = None, context: str | None =
         {"role": "assistant", "content": json.dumps({"code": EXAMPLE_CODE})},
         {"role": "user", "content": user},
     ]
+
+
+CodeFormat = Literal["raw", "json"]
+
+# A fenced block: the opening fence, any text without a triple backtick, the closing fence.
+CODE_BLOCK_REGEX = r"```python\n(?:[^`]|`[^`]|``[^`])*\n```"
+
+RAW_SYSTEM = """You implement one Python function from its IR (a JSON specification).
+Rules:
+- define exactly one top-level function with the IR's signature.name and its parameters in order, with the type hints given
+- satisfy every assertion and every example (raise the named exception where an example says raises)
+- standard library only; imports go before the function
+- nothing but the function: no main(), no prints, no input(), no tests
+Answer with the code in one ```python block."""
+
+
+def fenced(code: str) -> str:
+    return "```python\n" + code.rstrip("\n") + "\n```"
+
+
+def unfence(text: str) -> str:
+    """The source inside the fenced block (the grammar guarantees the fences)."""
+    body = text.strip()
+    if body.startswith("```python"):
+        body = body[len("```python"):]
+    if body.endswith("```"):
+        body = body[:-3]
+    return body.strip("\n") + "\n"
+
+
+def raw_code_messages(ir: IRSpec, feedback: str | None = None, context: str | None = None) -> list[dict[str, str]]:
+    """Like :func:`code_messages`, answered with a fenced Python block instead of a JSON object."""
+    messages = code_messages(ir, feedback, context)
+    messages[0] = {"role": "system", "content": RAW_SYSTEM}
+    messages[2] = {"role": "assistant", "content": fenced(EXAMPLE_CODE)}
+    return messages

@@ -1,27 +1,51 @@
-"""Generate -> verify -> repair.
+"""Candidates -> sandbox verification -> selection: one repair path, one result type.
 
 Constrained decoding makes output *parse*; verification says whether it is
-*right*. On failure the next attempt is told exactly which checks failed
-(the evidence from the sandbox) and sampled with a different seed and a
-rising temperature, up to ``attempts`` times. The best candidate (most
-code checks passed; earliest on ties) is returned with its report and the
-whole history.
+*right* -- but only as right as the oracle. A small model's IR invents
+examples and predicates that are often wrong (HumanEval 0-39, 0.5B: 12
+correct programs were rejected against wrong IR examples), so an invented
+check is a *claim*, not a verdict:
+
+1. Candidates are generated one at a time: the first as asked (greedy by
+   default), later ones sampled with new seeds. A later candidate is told
+   which *static* and *given* checks the best one so far failed (those
+   are facts); never which invented checks it failed (steering code toward
+   a wrong IR example breaks correct code).
+2. Each candidate is verified in the sandbox (:func:`verify_code`); its
+   answers on the examples' inputs are its *behaviour*.
+3. A candidate that passes every check stops the search: the IR and an
+   independently written program agree on every claim.
+4. Otherwise the winner is chosen by, in order: static checks passed,
+   given checks passed, then CodeT's dual agreement -- the number of
+   candidates that behave identically times (1 + the invented checks
+   that behaviour satisfies) -- then fewer failures, then the earlier.
+5. The winner's checks are labelled: an invented check it passes is
+   *agreed*; one it fails while at least one other candidate behaves
+   exactly like it is *suspect* (independent samples agree with each
+   other against the IR: reported, not blocking); one it fails alone
+   still blocks. *verified* = every check that blocks holds.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from lift_sys.codegen.check import Check
 from lift_sys.codegen.sandbox import Limits
 from lift_sys.codegen.verify import VerificationReport, verify_code
 from lift_sys.errors import LiftError
 from lift_sys.ir.models import IRSpec
 
+SAMPLE_TEMPERATURE = 0.8
+
 
 @dataclass
 class Attempt:
+    """One candidate: its code, its verification, how it was sampled."""
+
     index: int
     code: str | None
     report: VerificationReport | None
@@ -30,24 +54,43 @@ class Attempt:
     error: str | None = None
     seconds: float = 0.0
     completion_tokens: int = 0
+    feedback: str | None = None  # what this candidate was told about the best earlier one
+    agreement: int = 0  # candidates (itself included) that behave exactly like it on the examples
     result: Any = field(default=None, repr=False)  # the CodeResult (usage, timings)
     exception: LiftError | None = field(default=None, repr=False)  # why no code came out
 
+    @property
+    def behaviour(self) -> str | None:
+        r = self.report
+        if r is None or not r.outcomes:
+            return None
+        return json.dumps(r.outcomes, sort_keys=True)
+
+    def count(self, provenance: str) -> tuple[int, int]:
+        """(passed, total) of this candidate's blocking checks with ``provenance``."""
+        checks = [c for c in (self.report.checks if self.report else []) if c.provenance == provenance and c.scope == "code"]
+        return sum(c.passed for c in checks), len(checks)
+
     def to_dict(self) -> dict[str, Any]:
+        given, given_total = self.count("given")
         return {
             "index": self.index, "temperature": self.temperature, "seed": self.seed, "error": self.error,
             "verified": bool(self.report and self.report.verified), "code": self.code,
             "verification": self.report.to_dict() if self.report else None,
-            "seconds": round(self.seconds, 3), "completion_tokens": self.completion_tokens,
+            "given_passed": f"{given}/{given_total}", "agreement": self.agreement,
+            "feedback": self.feedback, "seconds": round(self.seconds, 3), "completion_tokens": self.completion_tokens,
         }
 
 
 @dataclass
 class PipelineResult:
+    """The chosen candidate's code and labelled report, every attempt, and why it won."""
+
     code: str | None
     report: VerificationReport | None
     attempts: list[Attempt] = field(default_factory=list)
     best: Attempt | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
@@ -55,17 +98,67 @@ class PipelineResult:
 
     @property
     def repaired(self) -> bool:
-        """Verification caught a wrong first candidate and a later attempt fixed it."""
-        return self.verified and len(self.attempts) > 1
+        """The first candidate was not verified and a later one was."""
+        return self.verified and self.best is not None and self.best.index > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "verified": self.verified,
                 "verification": self.report.to_dict() if self.report else None,
-                "attempts": [a.to_dict() for a in self.attempts]}
+                "selection": self.selection, "attempts": [a.to_dict() for a in self.attempts]}
 
 
 CodeGenerator = Callable[..., Any]
 """``generate(ir, options, feedback=...) -> CodeResult`` (InferenceService.generate_code)."""
+
+
+def _score(a: Attempt) -> tuple:
+    static, static_total = a.count("static")
+    given, _ = a.count("given")
+    invented, _ = a.count("invented")
+    failures = len(a.report.failures()) if a.report else 1 << 30
+    return (static == static_total, given, a.agreement * (1 + invented), -failures, -a.index)
+
+
+def select(history: list[Attempt]) -> tuple[Attempt | None, dict[str, Any]]:
+    """The winning candidate (see the module docstring) and a record of why."""
+    candidates = [a for a in history if a.report is not None and a.code]
+    behaviours: dict[str, int] = {}
+    for a in candidates:
+        if a.behaviour is not None:
+            behaviours[a.behaviour] = behaviours.get(a.behaviour, 0) + 1
+    for a in candidates:
+        a.agreement = behaviours.get(a.behaviour, 0) if a.behaviour is not None else 1
+    if not candidates:
+        return None, {"candidates": len(history), "winner": None, "why": "no candidate produced code"}
+    winner = max(candidates, key=_score)
+    given, given_total = winner.count("given")
+    invented, invented_total = winner.count("invented")
+    why = (f"candidate {winner.index} of {len(history)}: given checks {given}/{given_total}, "
+           f"{winner.agreement} candidate(s) behave identically, invented checks {invented}/{invented_total}")
+    return winner, {"candidates": len(history), "winner": winner.index, "why": why,
+                    "behaviours": sorted(behaviours.values(), reverse=True)}
+
+
+def label(report: VerificationReport, agreement: int) -> VerificationReport:
+    """The winner's report with invented checks labelled agreed / suspect / (still) invented."""
+    checks: list[Check] = []
+    for c in report.checks:
+        if c.provenance == "invented" and c.scope == "code":
+            if c.passed:
+                c = replace(c, provenance="agreed")
+            elif agreement >= 2 and not c.calls_function:
+                c = replace(c, scope="suspect", provenance="suspect",
+                            detail=c.detail + f" (suspect: {agreement} independent candidates agree on this behaviour)")
+        checks.append(c)
+    return replace(report, checks=checks)
+
+
+def _feedback(best: Attempt | None) -> str | None:
+    if best is None:
+        return None
+    if best.report is None:
+        return f"- generation failed: {best.error}" if best.error else None
+    return best.report.feedback(("static", "given")) or None
 
 
 def generate_verified_code(
@@ -77,15 +170,18 @@ def generate_verified_code(
     limits: Limits = Limits(),
     on_attempt: Callable[[Attempt], None] | None = None,
 ) -> PipelineResult:
+    """Up to ``attempts`` candidates, verified, the best selected and labelled (module docstring)."""
     history: list[Attempt] = []
-    best: Attempt | None = None
-    feedback: str | None = None
     for i in range(attempts):
-        temperature = options.temperature if i == 0 else min(1.0, 0.4 + 0.2 * i)
+        temperature = options.temperature if i == 0 else max(SAMPLE_TEMPERATURE, options.temperature)
         seed = options.seed if i == 0 else (options.seed or 0) + 1000 * i
         opts = replace(options, temperature=temperature, seed=seed)
+        feedback = None
+        if history:
+            so_far = select(history)[0]
+            feedback = _feedback(so_far if so_far is not None else history[-1])
         t0 = time.perf_counter()
-        attempt = Attempt(i, None, None, temperature, seed)
+        attempt = Attempt(i, None, None, temperature, seed, feedback=feedback)
         try:
             result = generate(ir, opts, feedback=feedback)
             attempt.code = result.code
@@ -100,11 +196,9 @@ def generate_verified_code(
         history.append(attempt)
         if on_attempt:
             on_attempt(attempt)
-        if attempt.report is not None and (best is None or best.report is None or attempt.report.passed > best.report.passed):
-            best = attempt
         if attempt.report is not None and attempt.report.verified:
             break
-        feedback = attempt.report.feedback() if attempt.report else f"- generation failed: {attempt.error}"
-    if best is None:
-        return PipelineResult(None, None, history)
-    return PipelineResult(best.code, best.report, history, best)
+    best, selection = select(history)
+    if best is None or best.report is None:
+        return PipelineResult(None, None, history, None, selection)
+    return PipelineResult(best.code, label(best.report, best.agreement), history, best, selection)

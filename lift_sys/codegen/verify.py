@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Literal
 
-from lift_sys.codegen.check import CodeCheck, check_code_against_ir
+from lift_sys.codegen.check import Check, check_code_against_ir
 from lift_sys.codegen.harness import CALL_HARNESS, PREDICATE_HARNESS
 from lift_sys.codegen.sandbox import Limits, SandboxResult, SandboxUnavailable, run_python
 from lift_sys.codegen.sandbox import isolation as sandbox_isolation
@@ -55,25 +55,16 @@ def default_allowed_modules() -> frozenset[str]:
     return frozenset(sys.stdlib_module_names) - DENIED_MODULES
 
 
-@dataclass(frozen=True)
-class VerifyCheck:
-    name: str
-    passed: bool
-    detail: str = ""
-    scope: Literal["code", "ir"] = "code"
-    calls_function: bool = False  # a postcondition that calls the function: evaluated beside the candidate
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 @dataclass
 class VerificationReport:
-    checks: list[VerifyCheck] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     sandbox_seconds: float = 0.0
     isolation: str = "process"  # "bwrap" | "process": the sandbox level in force
     seccomp: bool = False  # the harness confirmed its seccomp filter was installed
     landlock: int = 0  # the Landlock ABI the harness restricted itself with (0: none)
+    # What the candidate answered for each example's inputs (tagged data, in order): the behaviour
+    # candidates are compared by when they are ranked by agreement. Not part of the report's dict.
+    outcomes: list[dict] = field(default_factory=list, repr=False)
 
     @property
     def verified(self) -> bool:
@@ -84,17 +75,19 @@ class VerificationReport:
     def passed(self) -> int:
         return sum(c.passed for c in self.checks if c.scope == "code")
 
-    def failures(self) -> list[VerifyCheck]:
+    def failures(self) -> list[Check]:
         return [c for c in self.checks if c.scope == "code" and not c.passed]
 
-    def feedback(self) -> str:
-        """Failed checks, one per line: what a repair attempt is told."""
-        return "\n".join(f"- {c.name}: {c.detail}" for c in self.failures())
+    def feedback(self, provenances: tuple[str, ...] | None = None) -> str:
+        """Failed checks, one per line: what a repair attempt is told (only these provenances, if given)."""
+        return "\n".join(f"- {c.name}: {c.detail}" for c in self.failures()
+                         if provenances is None or c.provenance in provenances)
 
     def to_dict(self) -> dict:
         return {"verified": self.verified, "passed": self.passed, "total": sum(c.scope == "code" for c in self.checks),
                 "checks": [c.to_dict() for c in self.checks], "sandbox_seconds": round(self.sandbox_seconds, 3),
                 "ir_findings": sum(c.scope == "ir" and not c.passed for c in self.checks),
+                "suspect": sum(c.scope == "suspect" for c in self.checks),
                 "isolation": self.isolation, "seccomp": self.seccomp, "landlock": self.landlock}
 
 
@@ -359,7 +352,7 @@ def _predicates(jobs: list[dict], predicates: list[str], fname: str | None, tabl
 
 
 def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_modules: Iterable[str] | None = None,
-                call_timeout_s: float = 2.0, static_checks: list[CodeCheck] | None = None) -> VerificationReport:
+                call_timeout_s: float = 2.0, static_checks: list[Check] | None = None) -> VerificationReport:
     """Static checks, then the IR's examples and assertions run in the sandbox and judged here.
 
     Never raises on hostile input: anything unexpected becomes a failed check with its reason.
@@ -369,14 +362,14 @@ def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_mod
         report = VerificationReport(isolation=sandbox_isolation())
     except SandboxUnavailable as exc:
         report = VerificationReport(isolation="unavailable")
-        report.checks.append(VerifyCheck("runs", False, f"no sandbox: {exc}"))
+        report.checks.append(Check("runs", False, f"no sandbox: {exc}"))
         return report
     if len(code) > MAX_CODE_CHARS:
-        report.checks.append(VerifyCheck("parses", False, f"code is {len(code)} characters, more than the "
+        report.checks.append(Check("parses", False, f"code is {len(code)} characters, more than the "
                                                           f"{MAX_CODE_CHARS} verified"))
         return report
     static = static_checks if static_checks is not None else check_code_against_ir(code, ir)
-    report.checks.extend(VerifyCheck(c.name, c.passed, c.detail) for c in static)
+    report.checks.extend(static)
     if not all(c.passed for c in static):
         return report
     try:
@@ -384,19 +377,19 @@ def verify_code(code: str, ir: IRSpec, *, limits: Limits = Limits(), allowed_mod
         problems = check_imports(tree, allowed_modules if allowed_modules is not None else default_allowed_modules())
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         problems = [f"could not be analysed: {type(exc).__name__}"]
-    report.checks.append(VerifyCheck("imports_allowed", not problems, "; ".join(problems) or "stdlib allow-list"))
+    report.checks.append(Check("imports_allowed", not problems, "; ".join(problems) or "stdlib allow-list"))
     if problems:
         return report
     try:
         _run_dynamic(code, ir, report, limits, call_timeout_s)
     except _LoadError as exc:
         _confinement(report, exc.payload)
-        report.checks.append(VerifyCheck("runs", False, f"loading the code failed: {exc}"))
+        report.checks.append(Check("runs", False, f"loading the code failed: {exc}"))
     except MalformedAnswer as exc:
-        report.checks.append(VerifyCheck("runs", False, f"malformed answer from the sandbox: {exc}"))
+        report.checks.append(Check("runs", False, f"malformed answer from the sandbox: {exc}"))
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError, MemoryError, OverflowError) as exc:
         name = "judged" if any(c.name == "runs" for c in report.checks) else "runs"  # never two "runs" checks
-        report.checks.append(VerifyCheck(name, False, f"could not verify: {type(exc).__name__}: {str(exc)[:200]}"))
+        report.checks.append(Check(name, False, f"could not verify: {type(exc).__name__}: {str(exc)[:200]}"))
     return report
 
 
@@ -439,10 +432,11 @@ def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limi
     report.sandbox_seconds = call.seconds + (ir_res.seconds if ir_res else 0.0)
     report.isolation = call.isolation
     if not call.ok:
-        report.checks.append(VerifyCheck("runs", False, call.reason))
+        report.checks.append(Check("runs", False, call.reason))
         return
     _confinement(report, call.payload)
-    report.checks.append(VerifyCheck("runs", True, f"{len(outcomes)} calls in {call.seconds:.2f} s"))
+    report.outcomes = outcomes
+    report.checks.append(Check("runs", True, f"{len(outcomes)} calls in {call.seconds:.2f} s"))
 
     for i, (ex, got) in enumerate(zip(examples, outcomes)):
         want_raise = ex.get("raises")
@@ -461,20 +455,22 @@ def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limi
             detail = f"returned {_short(got['value'])}" + ("" if ok else f", expected {_short(ex.get('output'))}")
         else:
             ok, detail = False, describe_outcome(got, call_timeout_s)
-        report.checks.append(VerifyCheck(f"example[{i}]", ok, detail))
+        report.checks.append(Check(f"example[{i}]", ok, detail,
+                                   provenance="given" if ex.get("given") else "invented"))
 
     ir_ok: dict[tuple[int, int], bool] = {}
     for (j, i), r in zip(ir_labels, ir_answers):
         if kinds[j] == "precondition":
             name = f"precondition[{j}] on example[{i}]"
             detail = f"{predicates[j]} is {r['value']}" if "value" in r else f"{predicates[j]} {describe_outcome(r, call_timeout_s)}"
-            report.checks.append(VerifyCheck(name, r.get("value") is True, detail, "ir"))
+            report.checks.append(Check(name, r.get("value") is True, detail, "ir", provenance="invented"))
         else:
             ir_ok[(j, i)] = r.get("value") is True
             if not ir_ok[(j, i)]:
                 what = f"is {r['value']}" if "value" in r else describe_outcome(r, call_timeout_s)
-                report.checks.append(VerifyCheck(f"{kinds[j]}[{j}] on the IR's own example[{i}]", False,
-                                                 f"{predicates[j]} {what} for the expected output", "ir"))
+                report.checks.append(Check(f"{kinds[j]}[{j}] on the IR's own example[{i}]", False,
+                                                 f"{predicates[j]} {what} for the expected output", "ir",
+                                                 provenance="invented"))
 
     # The candidate's results: every non-precondition predicate, on every example that returned.
     jobs, labels = [], []
@@ -487,8 +483,8 @@ def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limi
                 labels.append((j, i))
     for j, kind in enumerate(kinds):
         if kind != "precondition" and not any(jj == j for jj, _ in labels):
-            report.checks.append(VerifyCheck(f"{kind}[{j}]", False, f"{predicates[j]} was never checked: no example "
-                                             "returns a value", "ir"))
+            report.checks.append(Check(f"{kind}[{j}]", False, f"{predicates[j]} was never checked: no example "
+                                             "returns a value", "ir", provenance="invented"))
     if not jobs:
         return
     table: dict[str, dict] = {}
@@ -523,4 +519,5 @@ def _run_dynamic(code: str, ir: IRSpec, report: VerificationReport, limits: Limi
         # one, so every failure of it counts against the code: "verified" must never rest on a check
         # that could not be run (the red team made exceptions the stand-in could not rebuild).
         scope = "code" if (self_ref[j] or consistent) else "ir"
-        report.checks.append(VerifyCheck(name, bool(ok), detail, scope, calls_function=self_ref[j]))  # type: ignore[arg-type]
+        report.checks.append(Check(name, bool(ok), detail, scope, calls_function=self_ref[j],  # type: ignore[arg-type]
+                                   provenance="invented"))

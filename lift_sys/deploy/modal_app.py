@@ -229,10 +229,10 @@ class ConstrainedIRGenerator:
     @modal.method()
     def generate_code(self, ir: dict, max_tokens: int = 1024, temperature: float = 0.0) -> dict:
         from lift_sys.service.core import GenerateOptions
-        from lift_sys.ir.models import IRSpec
+        from lift_sys.ir.validate import spec_from_document
 
         t0 = time.perf_counter()
-        spec = IRSpec.model_validate({k: v for k, v in ir.items() if k != "metadata"})
+        spec = spec_from_document(ir)
         r = self.service.generate_code(spec, GenerateOptions(max_tokens=max_tokens, temperature=temperature))
         return {"code": r.code, "checks": [c.to_dict() for c in r.checks], "ok": r.ok,
                 "stats": r.generation.stats(), "total_s": time.perf_counter() - t0}

@@ -54,6 +54,9 @@ JsonValue = Annotated[Any, WithJsonSchema({_JSON_VALUE_MARK: True})]
 ExceptionName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
 
 
+_SYSTEM_FIELD = "x-lift-system-field"  # filled by the system: left out of the generation schema
+
+
 class _Strict(BaseModel):
     # extra="forbid" -> additionalProperties: false, so the grammar admits
     # exactly the declared keys.
@@ -124,6 +127,10 @@ class Example(_Strict):
     raises: Optional[ExceptionName] = Field(
         None, description="Exception class name when the call raises, else null."
     )
+    given: bool = Field(
+        False, description="Stated in the request (carried verbatim), not invented by the model.",
+        json_schema_extra={_SYSTEM_FIELD: True},
+    )
 
 
 class HoleKind(str, Enum):
@@ -149,7 +156,8 @@ class IRSpec(_Strict):
     signature: Signature
     effects: list[Effect] = Field(default_factory=list, max_length=6)
     assertions: list[Assertion] = Field(default_factory=list, max_length=8)
-    examples: list[Example] = Field(default_factory=list, max_length=6)
+    # The model writes at most GENERATED_EXAMPLES; examples given in the request come on top.
+    examples: list[Example] = Field(default_factory=list, max_length=16)
     holes: list[Hole] = Field(default_factory=list, max_length=6)
 
 
@@ -203,6 +211,27 @@ def _strip_titles(node: Any) -> None:
             _strip_titles(item)
 
 
+GENERATED_EXAMPLES = 6
+
+
+def _system_fields(node: Any, drop: bool) -> None:
+    """Fields the system fills (``given``): removed from the generation schema (the model never writes
+    them), kept without the marker in the stored document's schema."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict):
+            for key in [k for k, v in props.items() if isinstance(v, dict) and v.get(_SYSTEM_FIELD)]:
+                if drop:
+                    del props[key]
+                else:
+                    props[key].pop(_SYSTEM_FIELD)
+        for value in node.values():
+            _system_fields(value, drop)
+    elif isinstance(node, list):
+        for item in node:
+            _system_fields(item, drop)
+
+
 def _require_everything(node: Any) -> None:
     """Every property required, no ``default``: the model writes every field.
 
@@ -226,8 +255,10 @@ def _schema_json(model_name: str) -> dict[str, Any]:
     model = {"IRSpec": IRSpec, "IR": IR}[model_name]
     schema = model.model_json_schema(schema_generator=_NoTitles)
     schema.setdefault("$defs", {})["JsonValue"] = JSON_VALUE_DEF
+    _system_fields(schema, drop=model_name == "IRSpec")
     if model_name == "IRSpec":
         _require_everything(schema)
+        schema["properties"]["examples"]["maxItems"] = GENERATED_EXAMPLES
     return schema
 
 

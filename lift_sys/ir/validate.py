@@ -214,9 +214,7 @@ def check_ir(spec: IRSpec) -> list[IRCheck]:
             found.append(IRCheck("warning", f"/signature/parameters/{i}/type_hint", f"not a Python annotation ({msg})"))
     if (msg := _parses(spec.signature.returns)) is not None:
         found.append(IRCheck("warning", "/signature/returns", f"not a Python annotation ({msg})"))
-    for i, a in enumerate(spec.assertions):
-        if (msg := _parses(a.predicate)) is not None:
-            found.append(IRCheck("warning", f"/assertions/{i}/predicate", f"not a Python expression ({msg})"))
+    found.extend(predicate_problems(spec))
     for i, ex in enumerate(spec.examples):
         unknown = sorted(set(ex.inputs) - set(names))
         if unknown:
@@ -225,3 +223,65 @@ def check_ir(spec: IRSpec) -> list[IRCheck]:
         if missing:
             found.append(IRCheck("warning", f"/examples/{i}/inputs", f"missing parameters {missing}"))
     return found
+
+
+_BUILTIN_NAMES = frozenset(dir(__import__("builtins")))
+
+
+def predicate_problem(predicate: str, params: list[str], fname: str, kind: str) -> str | None:
+    """Why ``predicate`` is not one Python boolean expression over the parameters and ``result``; None if it is.
+
+    Caught here, right after generation, so the IR is resampled instead of
+    the verifier discovering later that ``n == 0 or fib(n) == x,`` (a tuple)
+    is always true, or that ``len(lst)`` names no parameter. Predicates see
+    the builtins, the parameters, ``result`` (not in preconditions) and the
+    function itself -- and nothing else (no modules).
+    """
+    try:
+        tree = ast.parse(predicate.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return f"not a Python expression ({getattr(exc, 'msg', type(exc).__name__)})"
+    body = tree.body
+    if isinstance(body, ast.Tuple):
+        return "a tuple (a trailing comma?), which is always true"
+    if isinstance(body, (ast.Constant, ast.JoinedStr, ast.List, ast.Dict, ast.Set, ast.Lambda)):
+        return f"a bare {type(body).__name__.lower()}, not a condition"
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.arguments):
+            bound.update(a.arg for a in (*node.posonlyargs, *node.args, *node.kwonlyargs))
+            bound.update(a.arg for a in (node.vararg, node.kwarg) if a is not None)
+    allowed = set(params) | {fname} | _BUILTIN_NAMES | bound
+    if kind != "precondition":
+        allowed.add("result")
+    unknown = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - allowed)
+    if unknown:
+        hint = " (`result` is only known after the call)" if unknown == ["result"] else ""
+        return f"unknown name{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{hint}"
+    return None
+
+
+def predicate_problems(spec: IRSpec) -> list[IRCheck]:
+    """Every assertion of ``spec`` that is not a well-formed predicate, as an error finding."""
+    params = [p.name for p in spec.signature.parameters]
+    return [IRCheck("error", f"/assertions/{i}/predicate", f"{a.predicate!r}: {why}")
+            for i, a in enumerate(spec.assertions)
+            if (why := predicate_problem(a.predicate, params, spec.signature.name, a.kind.value)) is not None]
+
+
+def spec_from_document(doc: Any) -> IRSpec:
+    """A client's IR document (hand-written, or from /v1/ir) -> IRSpec; ValueError naming the problem.
+
+    ``metadata`` is the system's and is ignored. An example that does not say
+    whether it is ``given`` is the client's own statement, so it is given
+    (it may reject code); one from /v1/ir carries ``"given": false`` when the
+    model invented it, and stays a claim that agreement can overrule.
+    """
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+    body = {k: v for k, v in doc.items() if k != "metadata"}
+    if isinstance(body.get("examples"), list):
+        body["examples"] = [dict(e, given=e.get("given", True)) if isinstance(e, dict) else e for e in body["examples"]]
+    return IRSpec.model_validate(body)

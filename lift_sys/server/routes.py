@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 from lift_sys import errors
 from lift_sys.generation.engines.base import CancelToken
 from lift_sys.generation.grammar import GrammarSpec
-from lift_sys.ir.models import IRSpec
+from lift_sys.ir.validate import spec_from_document
 from lift_sys.server import schemas as m
 from lift_sys.server.dispatch import Dispatcher, timings, usage
 
@@ -67,8 +67,7 @@ def v1_router(d: Dispatcher) -> APIRouter:
     async def v1_code(body: m.CodeRequest, request: Request) -> m.CodeResponse:
         t0 = time.perf_counter()
         try:
-            doc = {k: v for k, v in body.ir.items() if k != "metadata"}
-            ir = IRSpec.model_validate(doc)
+            ir = spec_from_document(body.ir)
         except ValueError as exc:
             raise errors.InvalidRequest(f"ir is not a valid IR: {exc}") from None
         opts = d.options(body.max_tokens, body.temperature, body.seed)
@@ -90,10 +89,11 @@ def v1_router(d: Dispatcher) -> APIRouter:
         return m.CodeResponse(
             code=result.code,
             language=result.language,
-            checks=[m.CodeCheckOut(**c.to_dict()) for c in result.checks],
+            checks=[m.CheckOut(**c.to_dict()) for c in result.checks],
             ok=result.ok,
             verified=piped.verified,
             verification=piped.report.to_dict() if piped.report else None,
+            selection=piped.selection,
             attempts=[a.to_dict() for a in piped.attempts],
             usage=usage(gen),
             timings=timings(gen, queue_ms, t0),
@@ -107,15 +107,15 @@ def v1_router(d: Dispatcher) -> APIRouter:
         opts = d.options(body.max_tokens, 0.0, None, body.grammar_backend)
 
         def job(cancel: CancelToken, queue_ms: float):
-            ir_result = service.generate_ir(body.prompt, opts, cancel=cancel)
-            piped = service.generate_verified_code(ir_result.ir, opts, attempts=body.attempts, cancel=cancel)
-            return (ir_result, piped), queue_ms
+            return service.lift(body.prompt, opts, attempts=body.attempts, cancel=cancel), queue_ms
 
         (ir_result, piped), queue_ms = await d.run(request, job)
         code = _code_response(piped, queue_ms, t0)
-        return {"ir": ir_result.ir.model_dump(mode="json"), "code": code.code, "verified": code.verified,
+        return {"ir": ir_result.ir.model_dump(mode="json"), "ir_samples": ir_result.samples,
+                "code": code.code, "verified": code.verified,
                 "verification": code.verification.model_dump() if code.verification else None,
-                "attempts": code.attempts, "timings": {"total_ms": round((time.perf_counter() - t0) * 1000, 3)}}
+                "selection": piped.selection, "attempts": code.attempts,
+                "timings": {"total_ms": round((time.perf_counter() - t0) * 1000, 3)}}
 
     @router.post("/v1/generate", response_model=m.GenerateResponse, response_model_by_alias=True,
                  summary="Generic constrained generation (JSON Schema, regex or Lark)")

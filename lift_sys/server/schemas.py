@@ -76,40 +76,41 @@ class PipelineRequest(_Req):
     grammar_backend: Optional[Backend] = None
 
 
-class VerifyCheckOut(BaseModel):
+class CheckOut(BaseModel):
     name: str = Field(description="parses, defines_function, signature_matches, imports_allowed, runs, example[i], postcondition[j] on example[i], ...")
     passed: bool
     detail: str = Field("", description="Evidence: what the code returned/raised, or why it was refused")
-    scope: str = Field("code", description="code = counts toward verified; ir = a finding about the IR itself")
+    scope: str = Field("code", description="code = counts toward verified; ir = a finding about the IR itself; "
+                       "suspect = an invented claim that agreeing candidates contradict (reported, not blocking)")
     calls_function: bool = Field(False, description="A check that calls the function itself (its calls answered by the sandbox)")
+    provenance: str = Field("static", description="static | given (stated in the request) | invented (by the model) | "
+                            "agreed (invented, and the code satisfies it) | suspect")
+
+
 
 
 class VerificationOut(BaseModel):
     verified: bool
     passed: int
     total: int
-    checks: list[VerifyCheckOut]
+    checks: list[CheckOut]
     sandbox_seconds: float
     ir_findings: int = Field(0, description="Failed checks that are findings about the IR (scope ir), not the code")
+    suspect: int = Field(0, description="Invented checks that agreeing candidates contradict (scope suspect)")
     isolation: str = Field("bwrap", description="The sandbox level in force: bwrap | process")
     seccomp: bool = Field(False, description="The sandboxed process confirmed its seccomp filter")
     landlock: int = Field(0, description="The Landlock ABI the sandboxed process restricted itself with (0: none)")
 
 
-class CodeCheckOut(BaseModel):
-    name: str = Field(description="parses | defines_function | signature_matches")
-    passed: bool
-    detail: str = ""
-
-
 class CodeResponse(BaseModel):
     code: str = Field(description="Python source of the IR's function (the best candidate)")
     language: str
-    checks: list[CodeCheckOut] = Field(description="Static checks against the IR: parses, name, parameters in order")
+    checks: list[CheckOut] = Field(description="Static checks against the IR: parses, name, parameters in order")
     ok: bool = Field(description="All static checks passed")
-    verified: bool = Field(description="Every verification check passed (examples and assertions run in a sandbox)")
+    verified: bool = Field(description="Every blocking verification check passed (examples and assertions run in a sandbox)")
     verification: Optional[VerificationOut] = None
-    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Each attempt: code, verification, temperature, seed")
+    selection: dict[str, Any] = Field(default_factory=dict, description="Which candidate won and why (given checks, then agreement)")
+    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Each candidate: code, verification, temperature, seed, agreement")
     usage: Usage
     timings: TimingsOut
     finish_reason: str

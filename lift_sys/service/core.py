@@ -14,14 +14,21 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lift_sys import __version__
 from lift_sys.codegen.sandbox import describe as sandbox_description
-from lift_sys.codegen.check import CodeCheck, check_code_against_ir
-from lift_sys.codegen.prompt import CODE_SCHEMA, code_messages
-from lift_sys.errors import Cancelled, InvalidRequest, OutputValidationError, SchemaNotEnforced, TruncatedOutput
+from lift_sys.codegen.check import Check, check_code_against_ir
+from lift_sys.codegen.prompt import CODE_BLOCK_REGEX, CODE_SCHEMA, CodeFormat, code_messages, raw_code_messages, unfence
+from lift_sys.errors import (
+    Cancelled,
+    InvalidRequest,
+    OutputValidationError,
+    RunawayOutput,
+    SchemaNotEnforced,
+    TruncatedOutput,
+)
 from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
@@ -35,7 +42,9 @@ from lift_sys.generation.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSp
 from lift_sys.generation.grammar.schema_guard import sanitize_schema
 from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
-from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, prepare_validator, validate_json
+from lift_sys.generation.runaway import RunawayWatch
+from lift_sys.ir.given import carry_given
+from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, predicate_problems, prepare_validator, validate_json
 
 
 @dataclass
@@ -85,6 +94,8 @@ class IRResult:
     ir: IR
     checks: list[IRCheck]
     generation: GenerationResult
+    samples: int = 1  # IR generations it took (runaway, truncation and malformed predicates are resampled)
+    resampled: list[str] = field(default_factory=list)  # why each earlier sample was not kept
 
 
 @dataclass
@@ -93,7 +104,7 @@ class CodeResult:
 
     code: str
     language: str
-    checks: list[CodeCheck]
+    checks: list[Check]
     generation: GenerationResult
 
     @property
@@ -114,7 +125,25 @@ class _Counters:
 # of the schema nor its canonical hash (together ~0.35 ms per IR request).
 _IR_GRAMMAR = GrammarSpec.json_schema(ir_generation_schema())
 _CODE_GRAMMAR = GrammarSpec.json_schema(CODE_SCHEMA)
-_BUILTIN_KEYS = frozenset({_IR_GRAMMAR.key, _CODE_GRAMMAR.key})
+_CODE_BLOCK_GRAMMAR = GrammarSpec("regex", CODE_BLOCK_REGEX)
+_BUILTIN_KEYS = frozenset({_IR_GRAMMAR.key, _CODE_GRAMMAR.key, _CODE_BLOCK_GRAMMAR.key})
+_BUILTINS = (_IR_GRAMMAR, _CODE_GRAMMAR, _CODE_BLOCK_GRAMMAR)
+
+# An IR needs a few hundred tokens; a truncation at a budget this large is a ramble worth resampling,
+# one below it is the caller's budget (resampling would only truncate again).
+_RESAMPLE_TRUNCATION_AT = 512
+
+
+class _LinkedCancel(CancelToken):
+    """Cancelled by its own ``cancel()`` (the runaway watch) or by the caller's token."""
+
+    def __init__(self, parent: CancelToken | None) -> None:
+        super().__init__()
+        self._parent = parent
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
 _ROLES = ("system", "user", "assistant")
 
@@ -167,7 +196,7 @@ class InferenceService:
         self.engine = engine
         self.default_backend = default_backend
         self.grammar_cache = grammar_cache or GrammarCache(compile_timeout_s=compile_timeout_s)
-        for builtin in (_IR_GRAMMAR, _CODE_GRAMMAR):  # client schemas must not evict these
+        for builtin in _BUILTINS:  # client schemas must not evict these
             self.grammar_cache.pin(builtin)
         self._counters = _Counters()
         self._counters_lock = threading.Lock()
@@ -204,11 +233,14 @@ class InferenceService:
         *,
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
+        stop_runaway: bool = False,
     ) -> GenerationResult:
         """Generate under ``grammar`` (a GrammarSpec, or a JSON Schema dict; None = unconstrained).
 
         Raises TruncatedOutput when a constrained generation hits max_tokens,
         OutputValidationError when JSON output fails its schema.
+        ``stop_runaway``: stop as soon as the output loops (RunawayOutput, a
+        TruncatedOutput) instead of running on to max_tokens.
         """
         if isinstance(messages, str):
             if not messages.strip():
@@ -228,9 +260,17 @@ class InferenceService:
             t0 = time.perf_counter()
             constraint = self.constraint_for(spec, options.grammar_backend) if spec is not None else None
             compile_ms = (time.perf_counter() - t0) * 1000
-            completion = self.engine.generate(
-                messages, options, constraint, on_text=on_text, cancel=cancel
-            )
+            watch, hook, token = None, on_text, cancel
+            if stop_runaway:
+                watch, token = RunawayWatch(), _LinkedCancel(cancel)
+
+                def hook(piece: str) -> None:
+                    if watch.feed(piece):
+                        token.cancel()
+                    if on_text is not None:
+                        on_text(piece)
+
+            completion = self.engine.generate(messages, options, constraint, on_text=hook, cancel=token)
             completion.timings.compile_ms = compile_ms
             result = GenerationResult(
                 text=completion.text,
@@ -241,6 +281,8 @@ class InferenceService:
             )
             self._count(result)
             if completion.finish_reason == "cancelled":
+                if watch is not None and watch.fired and not (cancel is not None and cancel.cancelled):
+                    raise RunawayOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
                 raise Cancelled("the client went away; generation stopped")
             if spec is not None and completion.finish_reason == "length":
                 raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
@@ -277,19 +319,53 @@ class InferenceService:
         *,
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
+        samples: int = 3,
     ) -> IRResult:
-        """Natural-language request -> validated IR."""
+        """Natural-language request -> validated IR, with what the request states carried in.
+
+        Up to ``samples`` generations: the first as asked (greedy by
+        default), later ones sampled with a new seed when the previous one
+        looped (stopped while decoding), was truncated at a budget an IR
+        should fit in, or wrote a predicate that is not one boolean
+        expression over the parameters (a tuple, a constant, an unknown
+        name). If every sample has bad predicates, the last one is kept
+        with those predicates dropped and reported as error findings. The
+        request's ``def`` line and its examples are then carried in
+        verbatim (:func:`~lift_sys.ir.given.carry_given`, marked ``given``).
+        """
         if not request or not request.strip():
             raise InvalidRequest("the request text is empty")
-        result = self.generate(ir_messages(request), _IR_GRAMMAR, options, on_text=on_text, cancel=cancel)
-        # generate() already validated the JSON against this schema; only pydantic remains.
-        spec: IRSpec = parse_ir_json(result.json, schema_checked=True)
-        ir = IR.from_spec(
-            spec,
-            model=result.completion.model or self.engine.model_name,
-            grammar_backend=result.grammar_backend or "",
-        )
-        return IRResult(ir=ir, checks=check_ir(spec), generation=result)
+        if samples < 1:
+            raise InvalidRequest("samples must be >= 1")
+        resampled: list[str] = []
+        last_truncation: TruncatedOutput | None = None
+        for i in range(samples):
+            opts = options if i == 0 else replace(options, temperature=max(options.temperature, 0.7),
+                                                  seed=(options.seed or 0) + 7919 * i)
+            try:
+                result = self.generate(ir_messages(request), _IR_GRAMMAR, opts, on_text=on_text, cancel=cancel,
+                                       stop_runaway=True)
+            except TruncatedOutput as exc:
+                if not isinstance(exc, RunawayOutput) and options.max_tokens < _RESAMPLE_TRUNCATION_AT:
+                    raise
+                last_truncation = exc
+                resampled.append(exc.kind)
+                continue
+            # generate() already validated the JSON against this schema; only pydantic remains.
+            spec: IRSpec = carry_given(parse_ir_json(result.json, schema_checked=True), request)
+            bad = predicate_problems(spec)
+            if bad and i + 1 < samples:
+                resampled.append("malformed_predicate: " + "; ".join(b.message for b in bad))
+                continue
+            dropped = {int(b.where.split("/")[2]) for b in bad}
+            if dropped:
+                spec.assertions = [a for j, a in enumerate(spec.assertions) if j not in dropped]
+            ir = IR.from_spec(spec, model=result.completion.model or self.engine.model_name,
+                              grammar_backend=result.grammar_backend or "")
+            checks = [IRCheck("error", b.where, b.message + " (dropped)") for b in bad] + check_ir(spec)
+            return IRResult(ir=ir, checks=checks, generation=result, samples=i + 1, resampled=resampled)
+        assert last_truncation is not None
+        raise last_truncation
 
     def generate_code(
         self,
@@ -300,24 +376,54 @@ class InferenceService:
         context: str | None = None,
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
+        code_format: CodeFormat = "raw",
     ) -> CodeResult:
-        """IR -> Python source of its function, constrained to ``{"code": ...}`` and statically checked."""
-        result = self.generate(code_messages(ir, feedback, context), _CODE_GRAMMAR, options, on_text=on_text, cancel=cancel)
-        code = str(result.json["code"]).strip("\n") + "\n"
+        """IR -> Python source of its function, statically checked.
+
+        ``code_format="raw"`` (default): a fenced Python block under a regular
+        grammar; ``"json"``: ``{"code": ...}``. Either way the result is the source.
+        """
+        if code_format == "json":
+            result = self.generate(code_messages(ir, feedback, context), _CODE_GRAMMAR, options, on_text=on_text,
+                                   cancel=cancel)
+            code = str(result.json["code"]).strip("\n") + "\n"
+        elif code_format == "raw":
+            result = self.generate(raw_code_messages(ir, feedback, context), _CODE_BLOCK_GRAMMAR, options,
+                                   on_text=on_text, cancel=cancel, stop_runaway=True)
+            code = unfence(result.text)
+        else:
+            raise InvalidRequest(f"code_format must be raw or json, not {code_format!r}")
         return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
 
     def generate_verified_code(self, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
-                               attempts: int = 3, on_attempt=None, cancel: CancelToken | None = None):
-        """IR -> code, verified in the sandbox against the IR, repaired up to ``attempts`` times."""
+                               attempts: int = 3, on_attempt=None, cancel: CancelToken | None = None,
+                               context: str | None = None, code_format: CodeFormat = "raw"):
+        """IR -> code: candidates verified in the sandbox, the best chosen by given checks then agreement.
+
+        See :func:`lift_sys.codegen.repair.generate_verified_code`.
+        """
         from lift_sys.codegen.repair import generate_verified_code
 
         if attempts < 1:
             raise InvalidRequest("attempts must be >= 1")
 
         def generate(ir_: IRSpec, opts: GenerateOptions, feedback: str | None = None) -> CodeResult:
-            return self.generate_code(ir_, opts, feedback=feedback, cancel=cancel)
+            return self.generate_code(ir_, opts, feedback=feedback, cancel=cancel, context=context,
+                                      code_format=code_format)
 
         return generate_verified_code(generate, ir, options, attempts=attempts, on_attempt=on_attempt)
+
+    def lift(self, request: str, options: GenerateOptions = GenerateOptions(), *, attempts: int = 3,
+             on_attempt=None, cancel: CancelToken | None = None, code_format: CodeFormat = "raw"):
+        """Natural language -> IR -> verified code (the CLI's ``pipeline`` and ``/v1/pipeline``).
+
+        The code generator sees the request next to the IR (the IR is a
+        summary of it). Returns ``(IRResult, PipelineResult)``.
+        """
+        ir_result = self.generate_ir(request, options, cancel=cancel)
+        piped = self.generate_verified_code(ir_result.ir, options, attempts=attempts, on_attempt=on_attempt,
+                                            cancel=cancel, context=request, code_format=code_format)
+        return ir_result, piped
 
     # ------------------------------------------------------------------ status
 
@@ -348,7 +454,7 @@ class InferenceService:
         """
         if self.engine.vocabulary() is None:
             return 0
-        for grammar in (_IR_GRAMMAR, _CODE_GRAMMAR):
+        for grammar in _BUILTINS:
             self.constraint_for(grammar)
         completion = self.engine.generate(ir_messages("warm-up"), GenerateOptions(max_tokens=1, temperature=0.0))
         return completion.prompt_tokens - completion.cached_prompt_tokens

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+from lift_sys.codegen.prompt import fenced
 import time
 
 import httpx
@@ -26,7 +28,7 @@ def test_hostile_predicates_sent_to_the_server_never_run_in_it(tmp_path, monkeyp
     doc = DOUBLE.model_dump(mode="json")
     doc["assertions"] = [{"kind": "precondition", "predicate": rce, "description": "rce"},
                          {"kind": "postcondition", "predicate": leak, "description": "leak"}]
-    service = InferenceService(FakeEngine([json.dumps({"code": RIGHT})]))
+    service = InferenceService(FakeEngine([fenced(RIGHT)]))
     with running(asgi(service, Settings(api_key=SECRET, warm_up=False))) as url:
         health = httpx.get(url + "/health").json()
         assert health["sandbox"]["isolation"] == "bwrap" and health["sandbox"]["seccomp"] is True

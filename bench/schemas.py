@@ -148,6 +148,9 @@ class SchemaBench:
         self.timeout_s = timeout_s
         self.stats = {e: EngineStats() for e in self.engines}
         self.label_disagreements = 0
+        for engine in self.engines:  # the server builds each backend's tokenizer at start-up: not a schema's cost
+            if engine != "llamacpp":
+                self.cache.get(GrammarSpec.json_schema({"type": "string"}), engine, vocab)
         self.peer = None
         if "llamacpp" in self.engines:
             from lift_sys.generation.grammar.llamacpp_peer import LlamaCppPeer
@@ -332,3 +335,70 @@ def render_table(results: dict[str, Any]) -> Table:
     table.add_row("mask µs p50 / p99", *[f"{engines[e]['mask_us']['p50']} / {engines[e]['mask_us']['p99']}"
                                          for e in engines])
     return table
+
+
+def run_schema_e2e(*, url: str, suite: Path, limit: int = 100, seed: int | None = None, max_tokens: int = 256,
+                   backend: str | None = None, timeout_s: float = 300.0, api_key: str | None = None,
+                   console: Console | None = None) -> dict[str, Any]:
+    """A rotating, seeded sample of the suite through a running ``lift-sys serve`` (``/v1/generate``).
+
+    Checks what a client sees: every 200 validates against its schema with
+    python-``jsonschema`` (the reference validator, 2020-12 unless the schema
+    names its draft), every failure is a 4xx with an error body, never a
+    5xx. ``seed`` defaults to today's date (YYYYMMDD), so each day's run
+    covers a different sample and any run can be repeated.
+    """
+    import httpx
+    import jsonschema
+
+    console = console or Console(stderr=True)
+    seed = int(datetime.now(timezone.utc).strftime("%Y%m%d")) if seed is None else seed
+    cases = [c for c in load_suite(suite) if isinstance(c.schema, dict)]
+    cases = sample(cases, limit, seed)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    counts: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    rows = []
+    t0 = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=timeout_s, headers=headers) as client:
+        for n, case in enumerate(cases, 1):
+            body: dict[str, Any] = {"prompt": "Produce one JSON value that satisfies the schema: a realistic example.",
+                                    "json_schema": case.schema, "max_tokens": max_tokens, "seed": seed}
+            if backend:
+                body["grammar_backend"] = backend
+            try:
+                resp = client.post("/v1/generate", json=body)
+            except httpx.HTTPError as exc:
+                kind, status, detail = "transport_error", 0, str(exc)[:200]
+            else:
+                status = resp.status_code
+                detail = ""
+                if status == 200:
+                    value = resp.json().get("json")
+                    try:
+                        jsonschema.validate(value, case.schema)  # the reference, with the schema's own draft
+                        kind = "valid"
+                    except jsonschema.ValidationError as exc:
+                        kind, detail = "invalid_200", exc.message[:200]
+                    except jsonschema.SchemaError as exc:
+                        kind, detail = "schema_unreadable_by_reference", exc.message[:200]
+                elif 400 <= status < 500:
+                    error = (resp.json().get("error") or {}) if resp.headers.get("content-type", "").startswith(
+                        "application/json") else {}
+                    kind = "clear_4xx" if error.get("type") and error.get("message") else "unclear_4xx"
+                    detail = f"{error.get('type')}: {str(error.get('message'))[:200]}"
+                else:
+                    kind, detail = "5xx", resp.text[:200]
+            counts[kind] = counts.get(kind, 0) + 1
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            rows.append({"schema": case.name, "status": status, "kind": kind, "detail": detail})
+            console.print(f"  {n}/{len(cases)} {case.name[:50]:50} {status} {kind} {detail[:60]}")
+    results = {
+        "bench": "schemas-e2e", "url": url, "suite": str(suite), "schemas": len(cases), "seed": seed,
+        "max_tokens": max_tokens, "backend": backend, "elapsed_s": round(time.perf_counter() - t0, 1),
+        "counts": counts, "statuses": statuses,
+        "ok": counts.get("invalid_200", 0) == 0 and counts.get("5xx", 0) == 0 and counts.get("unclear_4xx", 0) == 0,
+        "rows": rows,
+    }
+    console.print(f"{len(cases)} schemas: {counts}  statuses {statuses}  -> {'OK' if results['ok'] else 'FAIL'}")
+    return results

@@ -630,14 +630,27 @@ def bench_schemas(
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
     timeout_s: float = typer.Option(10.0, "--time-limit", help="Compile time box per schema and engine, seconds (the server's LIFT_COMPILE_TIMEOUT_S)."),
     vocab: str = typer.Option("model", "--vocab", help="model (the embedded model's tokenizer) or bytes (one token per byte; no llama.cpp peer)."),
+    url: Optional[str] = typer.Option(None, "--url", help="End to end: POST each schema to this running server's /v1/generate."),
+    e2e_seed: Optional[int] = typer.Option(None, "--e2e-seed", help="With --url: sample seed (default: today's date, so the sample rotates)."),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="With --url: max_tokens per request."),
     json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
 ) -> None:
-    """Real-world schemas, grammar level: exact / refused / error per engine, fail-open count, compile and mask times."""
-    run = _bench_module("schemas").run_schema_bench
+    """Real-world schemas, grammar level: exact / refused / error per engine, fail-open count, compile and mask times.
+
+    With --url: end to end through a running `lift-sys serve` instead (a rotating seeded sample, default 100).
+    """
+    module = _bench_module("schemas")
     try:
-        results = run(suite=suite, engines=[b for b in backend.split(",") if b], limit=limit, seed=seed,
-                      timeout_s=timeout_s, vocab=vocab, console=err)
+        if url:
+            import os
+
+            results = module.run_schema_e2e(url=url, suite=suite, limit=limit or 100, seed=e2e_seed,
+                                            max_tokens=max_tokens, backend=None if "," in backend else backend,
+                                            api_key=os.environ.get("LIFT_API_KEY"), console=err)
+        else:
+            results = module.run_schema_bench(suite=suite, engines=[b for b in backend.split(",") if b], limit=limit,
+                                              seed=seed, timeout_s=timeout_s, vocab=vocab, console=err)
     except LiftError as exc:
         raise _fail(exc) from None
     _emit_json(results, json_out, output)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     grammar_backend: Literal["llguidance", "xgrammar"] = Field("llguidance", description="Default grammar backend")
     n_ctx: int = Field(4096, ge=256, description="Context window of the local engine (tokens)")
     compile_timeout_s: float = Field(10.0, gt=0, description="Time box for grammar compilation")
+    slots: int = Field(1, ge=1, le=64, description="Local engine: sequences decoded together in one llama.cpp step "
+                       "(continuous batching; each slot gets its own n_ctx of KV). 1 = one generation at a time. "
+                       "Measured in docs/benchmarks.md (`lift-sys bench batch`)")
 
     # HTTP server
     host: str = Field("127.0.0.1", description="Bind address of `lift-sys serve`")

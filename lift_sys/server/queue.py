@@ -1,10 +1,12 @@
 """The bounded generation queue between the event loop and the model.
 
 The event loop never runs model work: requests become jobs on a bounded
-queue served by worker threads (one for the local engine, whose llama.cpp
-context is serialized anyway; more for a remote engine, which is only
-waiting on the network). A full queue is refused at once -- 429 with
-Retry-After -- instead of piling up latency nobody asked for.
+queue served by worker threads: one per engine slot for the local engine
+(``LIFT_SLOTS``; with more than one, the engine decodes the workers'
+requests together in each llama.cpp step, so the workers *are* the slot
+scheduler's intake), more for a remote engine, which is only waiting on the
+network. A full queue is refused at once -- 429 with Retry-After -- instead
+of piling up latency nobody asked for.
 """
 
 from __future__ import annotations
@@ -43,6 +45,20 @@ class GenerationQueue:
     def depth(self) -> int:
         """Jobs waiting + running. Read without blocking on the model."""
         return self._waiting + self._running
+
+    @property
+    def waiting(self) -> int:
+        """Jobs queued for a worker (not started)."""
+        return self._waiting
+
+    @property
+    def running(self) -> int:
+        """Jobs a worker is running (at most one per worker)."""
+        return self._running
+
+    @property
+    def workers(self) -> int:
+        return len(self._threads)
 
     def submit(self, job: Job) -> Future:
         with self._lock:

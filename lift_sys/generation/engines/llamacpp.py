@@ -11,7 +11,10 @@ Why our own loop instead of ``create_chat_completion``:
 * **prefix KV reuse** -- requests share a long system prompt; the KV cache
   of the common token prefix is kept and only the new suffix is prefilled.
 
-llama.cpp contexts are not thread-safe: one lock serializes generations.
+``slots == 1`` (default): one lock serializes generations over one
+context, as before. ``slots > 1`` (``LIFT_SLOTS``): generations share each
+``llama_decode`` through :class:`~lift_sys.generation.engines.batch.BatchScheduler`
+(continuous batching); ``generate`` still blocks its caller and streams.
 The model loads once per engine (one engine per process).
 
 CPU note: llama.cpp built with ``-march=native`` segfaults in decode on CPUs
@@ -20,7 +23,6 @@ with AMX; the Makefile builds it with ``GGML_NATIVE=OFF`` and AMX off.
 
 from __future__ import annotations
 
-import codecs
 import threading
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lift_sys.errors import EngineError, GrammarRuntimeError, InvalidRequest, PromptTooLong
+from lift_sys.errors import EngineError, InvalidRequest, PromptTooLong
 from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
@@ -36,15 +38,10 @@ from lift_sys.generation.engines.base import (
     Constraint,
     OnText,
     SamplingParams,
-    Timings,
 )
-from lift_sys.generation.grammar.base import (
-    Vocabulary,
-    bitmask_allows,
-    bitmask_to_bool,
-    clean_backend_message,
-    new_bitmask,
-)
+from lift_sys.generation.engines.batch import BatchScheduler, BatchStats, common_prefix
+from lift_sys.generation.engines.sequence import SequenceState
+from lift_sys.generation.grammar.base import Vocabulary
 
 # ChatML, used when a GGUF carries no template of its own.
 _CHATML = (
@@ -56,14 +53,6 @@ _STOP_TEXTS = {b"<|im_end|>", b"<|endoftext|>", b"<|eot_id|>", b"<|end|>"}
 # points: no template adds or strips them), so the rendered prompt splits into
 # template text and message text.
 _MARK = "\ue000lift-message-{}\ue001"
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class LlamaCppEngine:
@@ -79,8 +68,16 @@ class LlamaCppEngine:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         n_batch: int = 512,
+        slots: int | None = None,
+        flash_attn: bool = True,
+        prefill_chunk: int = 64,
         verbose: bool = False,
     ) -> None:
+        """``slots``: sequences decoded together (None: ``LIFT_SLOTS``, default 1).
+
+        ``flash_attn`` and ``prefill_chunk`` apply to the batched context
+        only (``slots > 1``); the single-slot context is unchanged.
+        """
         import os
 
         import llama_cpp
@@ -90,6 +87,12 @@ class LlamaCppEngine:
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
         threads = n_threads or max(1, os.cpu_count() or 1)
+        if slots is None:
+            from lift_sys.settings import Settings
+
+            slots = Settings().slots
+        if slots < 1:
+            raise InvalidRequest(f"slots must be at least 1, not {slots}")
         t0 = time.perf_counter()
         self._llm = llama_cpp.Llama(
             model_path=str(path),
@@ -113,6 +116,20 @@ class LlamaCppEngine:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         self._template = env.from_string(template)
         self._stop_ids = self._find_stop_ids()
+        self.slots = slots
+        self._batch: BatchScheduler | None = None
+        if slots > 1:
+            self._batch = BatchScheduler(
+                self._llm._model,
+                slots=slots,
+                n_ctx_per_slot=n_ctx,
+                n_threads=threads,
+                n_vocab=self._n_vocab,
+                prefill_chunk=prefill_chunk,
+                flash_attn=flash_attn,
+                verbose=verbose,
+            )
+            self.context_length = self._batch.n_ctx_per_slot
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -246,7 +263,16 @@ class LlamaCppEngine:
             "context_length": self.context_length,
             "n_vocab": self._n_vocab,
             "load_ms": round(self.load_ms, 1),
+            "slots": self.slots,
         }
+
+    def batch_stats(self) -> BatchStats:
+        """Running/waiting sequences and the batch-size histogram (one slot: from the lock's view)."""
+        if self._batch is not None:
+            return self._batch.stats()
+        running = 1 if self._lock.locked() else 0
+        return BatchStats(slots=1, running=running, waiting=0, steps_by_size={}, tokens_decoded=0,
+                          prefix_copies=0, decode_s=0.0, host_s=0.0)
 
     def reset(self) -> None:
         """Forget the cached prompt KV (call after anything else used the context)."""
@@ -254,6 +280,8 @@ class LlamaCppEngine:
             self._llm._ctx.kv_cache_clear()
             self._llm.n_tokens = 0
             self._kv_tokens = []
+        if self._batch is not None:
+            self._batch.reset()
 
     @property
     def llama(self) -> Any:
@@ -290,159 +318,48 @@ class LlamaCppEngine:
             raise InvalidRequest("max_tokens must be at least 1")
         if params.temperature < 0:
             raise InvalidRequest("temperature must be >= 0")
-        with self._lock:
-            return self._generate_locked(messages, params, constraint, on_text, cancel)
-
-    def _generate_locked(
-        self,
-        messages: list[ChatMessage],
-        params: SamplingParams,
-        constraint: Constraint | None,
-        on_text: OnText | None,
-        cancel: CancelToken | None,
-    ) -> Completion:
         t_start = time.perf_counter()
-        timings = Timings()
         prompt = self.tokenize_messages(messages)
         if len(prompt) >= self.context_length:
             raise PromptTooLong(len(prompt), self.context_length)
-        budget = min(params.max_tokens, self.context_length - len(prompt))
+        state = SequenceState(
+            params=params,
+            constraint=constraint,
+            budget=min(params.max_tokens, self.context_length - len(prompt)),
+            n_vocab=self._n_vocab,
+            vocab_tokens=self.vocabulary().tokens,
+            stop_ids=frozenset(self._stop_ids),
+            on_text=on_text,
+        )
+        state.t_start = t_start
+        if self._batch is not None:
+            completion = self._batch.run(prompt, state, cancel)
+            completion.model = self.model_name
+            return completion
+        with self._lock:
+            return self._generate_locked(prompt, state, cancel)
 
-        matcher = None
-        if constraint is not None:
-            if constraint.compiled is None:
-                raise EngineError("local engine needs a compiled grammar")
-            matcher = constraint.compiled.matcher()
-        bitmask = new_bitmask(self._n_vocab)
-        rng = np.random.default_rng(params.seed)
-        stop_ids = set(self._stop_ids)
-
+    def _generate_locked(self, prompt: list[int], state: SequenceState, cancel: CancelToken | None) -> Completion:
         # Prefix reuse: keep the KV of the longest common prefix; always
         # re-evaluate at least one token so fresh logits exist.
-        reuse = min(_common_prefix(self._kv_tokens, prompt), len(prompt) - 1)
+        reuse = min(common_prefix(self._kv_tokens, prompt), len(prompt) - 1)
         t0 = time.perf_counter()
         try:
             logits = self._decode(prompt[reuse:], reuse)
         except RuntimeError as exc:
             self._kv_tokens = []
             raise EngineError(f"llama.cpp decode failed: {exc}") from exc
-        timings.prompt_ms = (time.perf_counter() - t0) * 1000
-
-        out: list[int] = []
-        forced_total = 0
-        finish = "length"
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pieces: list[str] = []
-        vocab_tokens = self.vocabulary().tokens
-        t_first: float | None = None
-
-        def emit(tids: list[int]) -> None:
-            text = utf8.decode(b"".join(vocab_tokens[t] for t in tids))
-            if text:
-                pieces.append(text)
-                if on_text:
-                    on_text(text)
-
-        while len(out) < budget:
+        state.timings.prompt_ms = (time.perf_counter() - t0) * 1000
+        while True:
             if cancel is not None and cancel.cancelled:
-                finish = "cancelled"
+                state.cancel()
                 break
-            # ---- choose the next token
-            if matcher is not None:
-                tm = time.perf_counter()
-                try:
-                    matcher.fill_bitmask(bitmask)
-                except Exception as exc:  # noqa: BLE001 - a backend failure, in one clean line
-                    raise self._grammar_failed(constraint, len(out), clean_backend_message(exc)) from None
-                if (reason := matcher.error()) is not None:  # e.g. llguidance over its per-step limits
-                    raise self._grammar_failed(constraint, len(out), reason)
-                timings.mask_ms += (time.perf_counter() - tm) * 1000
-            token = self._sample(logits, params, rng, bitmask if matcher is not None else None)
-            if t_first is None:
-                t_first = time.perf_counter()
-            if token in stop_ids:
-                finish = "stop"
-                break
-            forced: list[int] = []
-            if matcher is not None:
-                if not matcher.accept(token):
-                    raise self._grammar_failed(constraint, len(out), matcher.error() or "a token the mask allowed was rejected")
-                if matcher.is_finished():
-                    out.append(token)
-                    emit([token])
-                    finish = "stop"
-                    break
-                forced = matcher.forced_tokens()[: max(0, budget - len(out) - 1)]
-                for f in forced:
-                    if not matcher.accept(f):
-                        raise self._grammar_failed(constraint, len(out), matcher.error() or "a forced token was rejected")
-            step = [token, *forced]
-            out.extend(step)
-            forced_total += len(forced)
-            emit(step)
-            if matcher is not None and forced and matcher.is_finished():
-                finish = "stop"
-                break
-            if len(out) >= budget:
+            step = state.step(logits)
+            if not step:
                 break
             try:
                 logits = self._decode(step, len(self._kv_tokens))
             except RuntimeError as exc:
                 self._kv_tokens = []
                 raise EngineError(f"llama.cpp decode failed: {exc}") from exc
-
-        tail = utf8.decode(b"", final=True)
-        if tail:
-            pieces.append(tail)
-            if on_text:
-                on_text(tail)
-        t_end = time.perf_counter()
-        timings.ttft_ms = ((t_first or t_end) - t_start) * 1000
-        timings.decode_ms = (t_end - (t_first or t_end)) * 1000
-        timings.total_ms = (t_end - t_start) * 1000
-        if finish == "length" and params.max_tokens > budget:
-            finish = "length"  # capped by the context window; still a length stop
-        return Completion(
-            text="".join(pieces),
-            prompt_tokens=len(prompt),
-            completion_tokens=len(out),
-            finish_reason=finish,  # type: ignore[arg-type]
-            timings=timings,
-            cached_prompt_tokens=reuse,
-            forced_tokens=forced_total,
-            model=self.model_name,
-            token_ids=out,
-        )
-
-    @staticmethod
-    def _grammar_failed(constraint: Constraint | None, at: int, reason: str) -> GrammarRuntimeError:
-        backend = constraint.backend if constraint is not None else "?"
-        return GrammarRuntimeError(
-            f"the {backend} grammar failed at output token {at}: {reason}",
-            detail={"backend": backend, "completion_tokens": at},
-        )
-
-    def _sample(
-        self, logits: np.ndarray, params: SamplingParams, rng: np.random.Generator, bitmask: np.ndarray | None
-    ) -> int:
-        if params.temperature == 0:
-            token = int(np.argmax(logits))
-            if bitmask is None or bitmask_allows(bitmask, token):
-                return token  # the common case: the model's choice is already legal
-        if bitmask is not None:
-            allowed = bitmask_to_bool(bitmask, self._n_vocab)
-            if not allowed.any():
-                raise GrammarRuntimeError("the grammar allows no next token (dead end)")
-            logits = np.where(allowed, logits, -np.inf)
-        if params.temperature == 0:
-            return int(np.argmax(logits))
-        scaled = (logits - logits.max()) / params.temperature
-        probs = np.exp(scaled)
-        probs /= probs.sum()
-        if params.top_p < 1.0:
-            order = np.argsort(-probs)
-            cum = np.cumsum(probs[order])
-            keep = order[: int(np.searchsorted(cum, params.top_p)) + 1]
-            sub = probs[keep] / probs[keep].sum()
-            return int(keep[rng.choice(len(keep), p=sub)])
-        return int(rng.choice(self._n_vocab, p=probs))
+        return state.completion(prompt_tokens=len(prompt), cached_prompt_tokens=reuse, model=self.model_name)

@@ -611,14 +611,19 @@ def bench_quality(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
     limit: int = typer.Option(40, "--limit", help="Number of HumanEval problems."),
     offset: int = typer.Option(0, "--offset", help="First problem index."),
-    attempts: int = typer.Option(3, "--attempts", help="Code attempts in the lift mode."),
-    modes: str = typer.Option("direct,lift", "--modes", help="direct, lift, or both."),
+    attempts: int = typer.Option(4, "--attempts", help="Code candidates in the lift mode (it stops at the first that passes every check)."),
+    modes: str = typer.Option("direct,direct-raw,lift", "--modes", help="Comma-separated: direct (code in a JSON string), direct-raw (a fenced block), lift (NL -> IR -> verified code)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `lift-sys models`); default LIFT_MODEL."),
+    max_tokens: int = typer.Option(1000, "--max-tokens", help="Budget of each generation (IR, each candidate, direct)."),
 ) -> None:
-    """HumanEval pass@1: direct code vs NL -> IR -> verified code with repair."""
+    """HumanEval pass@1: direct code vs NL -> IR -> verified code (candidates ranked by given checks, then agreement)."""
     run = _bench_module("quality").run_quality_bench
     progress = output.with_suffix(".progress.jsonl") if output else None
-    results = run(limit=limit, offset=offset, attempts=attempts, console=err,
-                  modes=tuple(m for m in modes.split(",") if m), progress_path=progress)
+    try:
+        results = run(limit=limit, offset=offset, attempts=attempts, console=err, max_tokens=max_tokens, model=model,
+                      modes=tuple(m for m in modes.split(",") if m), progress_path=progress)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     _emit_json(results, json_out, output)
 
 

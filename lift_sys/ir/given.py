@@ -147,6 +147,8 @@ def _leading_literal(text: str) -> tuple[Any, int]:
     for cut in cuts:
         if cut == 0 or re.match(r"\s*[-+*/%=<>&|^]", line[cut:]):  # "19 - 5 - 6 = 8": an expression, not a value
             continue
+        if line[:cut].rstrip().endswith(","):  # "returns 3, and ...": prose punctuation, not a tuple
+            continue
         v = _literal(line[:cut])
         if v is not _MISSING:
             return v, offset + cut

@@ -134,6 +134,28 @@ _BUILTINS = (_IR_GRAMMAR, _CODE_GRAMMAR, _CODE_BLOCK_GRAMMAR)
 _RESAMPLE_TRUNCATION_AT = 512
 
 
+def _unusable_examples(spec: IRSpec) -> dict[int, str]:
+    """Invented examples that cannot be run as calls (wrong parameter names) or repeat an earlier one.
+
+    A call with a missing argument fails for every candidate, so as a check it
+    only ever rejects correct code; a repeated example counts one claim twice.
+    """
+    names = {p.name for p in spec.signature.parameters}
+    seen: set[str] = set()
+    out: dict[int, str] = {}
+    for j, e in enumerate(spec.examples):
+        key = json.dumps(e.inputs, sort_keys=True)
+        if e.given:
+            seen.add(key)
+            continue
+        if set(e.inputs) != names:
+            out[j] = f"inputs {sorted(e.inputs)} do not match the parameters {sorted(names)}"
+        elif key in seen:
+            out[j] = "repeats an earlier example's inputs"
+        seen.add(key)
+    return out
+
+
 class _LinkedCancel(CancelToken):
     """Cancelled by its own ``cancel()`` (the runaway watch) or by the caller's token."""
 
@@ -360,9 +382,14 @@ class InferenceService:
             dropped = {int(b.where.split("/")[2]) for b in bad}
             if dropped:
                 spec.assertions = [a for j, a in enumerate(spec.assertions) if j not in dropped]
+            unusable = _unusable_examples(spec)
+            if unusable:
+                spec.examples = [e for j, e in enumerate(spec.examples) if j not in unusable]
             ir = IR.from_spec(spec, model=result.completion.model or self.engine.model_name,
                               grammar_backend=result.grammar_backend or "")
-            checks = [IRCheck("error", b.where, b.message + " (dropped)") for b in bad] + check_ir(spec)
+            checks = ([IRCheck("error", b.where, b.message + " (dropped)") for b in bad]
+                      + [IRCheck("warning", f"/examples/{j}", why + " (dropped)") for j, why in unusable.items()]
+                      + check_ir(spec))
             return IRResult(ir=ir, checks=checks, generation=result, samples=i + 1, resampled=resampled)
         assert last_truncation is not None
         raise last_truncation

@@ -1,0 +1,219 @@
+"""Issue 11's pieces, in milliseconds: given examples, predicate lint, runaway, IR resampling, selection.
+
+The real-model pipeline is exercised in test_pipeline.py; here the fake
+engine scripts exactly the failure each piece must handle.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lift_sys.codegen.prompt import fenced
+from lift_sys.codegen.repair import generate_verified_code
+from lift_sys.errors import RunawayOutput
+from lift_sys.generation.engines.fake import FakeEngine
+from lift_sys.generation.runaway import is_runaway
+from lift_sys.ir.given import carry_given, given_examples, request_signature
+from lift_sys.ir.models import IRSpec
+from lift_sys.ir.prompt import EXAMPLE_IR
+from lift_sys.ir.validate import predicate_problem, spec_from_document
+from lift_sys.service.core import GenerateOptions, InferenceService
+
+DOCSTRING_REQUEST = '''
+def run_length(text: str) -> str:
+    """Run-length encode text.
+    >>> run_length('aaabcc')
+    'a3b1c2'
+    >>> run_length('')
+    ''
+    >>> run_length(None)
+    Traceback (most recent call last):
+        ...
+    TypeError: text must be a str
+    """
+'''
+
+
+# ---------------------------------------------------------------------------- given examples
+
+
+def test_doctests_with_values_and_tracebacks_are_read_verbatim():
+    name, params, returns = request_signature(DOCSTRING_REQUEST)
+    assert (name, [p.name for p in params], returns) == ("run_length", ["text"], "str")
+    found = given_examples(DOCSTRING_REQUEST, name, ["text"])
+    assert [(e.inputs, e.output, e.raises, e.given) for e in found] == [
+        ({"text": "aaabcc"}, "a3b1c2", None, True),
+        ({"text": ""}, "", None, True),
+        ({"text": None}, None, "TypeError", True),
+    ]
+
+
+@pytest.mark.parametrize("text, want", [
+    ("add(2, 3) == 5", [({"a": 2, "b": 3}, 5)]),
+    ("For example add(1, b=4) -> 5.", [({"a": 1, "b": 4}, 5)]),
+    ("add([1, 2], [3]) ➞ [1, 2, 3]", [({"a": [1, 2], "b": [3]}, [1, 2, 3])]),
+    ("add(1, 2) should return 3, and add(0, 0) returns 0", [({"a": 1, "b": 2}, 3), ({"a": 0, "b": 0}, 0)]),
+    # not examples: a definition ("="), an expression after the arrow, a call with a name in it
+    ("add(1, 1) = 2 by definition", []),
+    ("add(5, 6) -> 19 - 5 - 6 = 8", []),
+    ("add(x, 2) == 4", []),
+    ("add(1) == 1", []),  # the wrong number of arguments for add(a, b)
+])
+def test_call_examples_in_prose(text, want):
+    assert [(e.inputs, e.output) for e in given_examples(text, "add", ["a", "b"])] == want
+
+
+def test_becomes_examples_only_for_one_parameter_functions():
+    text = "Compress a string: 'aaabcc' becomes 'a3b1c2' and 'xy' becomes 'x1y1'."
+    assert [(e.inputs, e.output) for e in given_examples(text, "compress", ["s"])] == [
+        ({"s": "aaabcc"}, "a3b1c2"), ({"s": "xy"}, "x1y1")]
+    assert given_examples(text, "compress", ["s", "n"]) == []
+
+
+def test_nothing_in_a_request_is_executed():
+    hostile = "f(__import__('os').system('touch /tmp/pwned')) == 1\n>>> f(open('/etc/passwd'))\n1\n"
+    assert given_examples(hostile, "f", ["x"]) == []
+
+
+def test_carry_given_fixes_the_signature_and_puts_given_examples_first():
+    ir = IRSpec.model_validate(EXAMPLE_IR)  # count_vowels(text), three invented examples
+    request = ("def countVowels(s):\n    \"\"\"\n    >>> countVowels('Hello')\n    2\n    >>> countVowels('sky')\n"
+               "    0\n    \"\"\"\n")
+    out = carry_given(ir, request)
+    assert out.signature.name == "countVowels" and [p.name for p in out.signature.parameters] == ["s"]
+    assert [(e.inputs, e.output, e.given) for e in out.examples[:2]] == [({"s": "Hello"}, 2, True), ({"s": "sky"}, 0, True)]
+    assert all(not e.given for e in out.examples[2:])
+
+
+def test_client_ir_examples_are_given_unless_marked_invented():
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["examples"][1]["given"] = False  # as /v1/ir writes an invented one
+    spec = spec_from_document(doc)
+    assert [e.given for e in spec.examples] == [True, False, True]
+
+
+# ---------------------------------------------------------------------------- predicates and runaway
+
+
+@pytest.mark.parametrize("predicate, kind, problem", [
+    ("n == 0 or fib(n) == result,", "postcondition", "tuple"),
+    ("True", "postcondition", "bare constant"),
+    ("len(lst) > 0", "precondition", "unknown name lst"),
+    ("result >= 0", "precondition", "unknown name result"),
+    ("math.sqrt(n) >= 0", "postcondition", "unknown name math"),
+    ("isinstance(n,", "precondition", "not a Python expression"),
+    ("all(x >= 0 for x in range(n)) and result >= 0", "postcondition", None),
+    ("fib(n + 1) >= result", "postcondition", None),
+])
+def test_predicates_must_be_one_boolean_expression_over_known_names(predicate, kind, problem):
+    found = predicate_problem(predicate, ["n"], "fib", kind)
+    assert (found is None) if problem is None else (found is not None and problem in found), found
+
+
+def test_runaway_detection():
+    counting = '{"examples":[{"inputs":{"x":[' + ",".join(str(i) for i in range(1, 80))
+    assert is_runaway(counting)
+    assert is_runaway('"description":"' + "and then the list " * 12)
+    normal = json.dumps(EXAMPLE_IR, separators=(",", ":"))
+    assert not is_runaway(normal) and not is_runaway('{"x":[' + ",".join(str(i) for i in range(1, 25)) + "]}")
+
+
+def _ir_text(predicate: str = "result >= 0", long_list: bool = False) -> str:
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["assertions"][1]["predicate"] = predicate
+    text = json.dumps(doc, separators=(",", ":"))
+    if long_list:
+        return text.replace('"Hello"', '"' + "ab" * 400)  # the fake engine streams it; the watch stops it
+    return text
+
+
+def test_ir_runaway_is_stopped_while_decoding_and_resampled():
+    engine = FakeEngine([_ir_text(long_list=True), _ir_text()])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
+    assert result.samples == 2 and result.resampled == ["runaway_output"]
+    first_opts, second_opts = engine.calls[0][1], engine.calls[1][1]
+    assert second_opts.temperature > 0 and second_opts.seed != first_opts.seed
+
+
+def test_ir_runaway_every_time_is_reported_as_runaway_with_the_partial_text():
+    engine = FakeEngine([_ir_text(long_list=True)])
+    with pytest.raises(RunawayOutput) as err:
+        InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000), samples=2)
+    assert len(engine.calls) == 2 and "abababab" in err.value.partial_text
+    assert err.value.to_dict()["type"] == "runaway_output"
+
+
+def test_malformed_predicates_are_resampled_then_dropped_with_a_finding():
+    engine = FakeEngine([_ir_text("0 <= result <= len(text),"), _ir_text("0 <= result <= len(text)")])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
+    assert result.samples == 2 and result.resampled[0].startswith("malformed_predicate")
+    assert result.ir.assertions[1].predicate == "0 <= result <= len(text)"
+
+    engine = FakeEngine([_ir_text("0 <= result <= len(txt)")])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000), samples=2)
+    assert [a.predicate for a in result.ir.assertions] == ["isinstance(text, str)"]
+    assert any("unknown name txt" in c.message and "dropped" in c.message for c in result.checks)
+
+
+def test_a_small_budget_truncation_is_the_callers_and_is_not_resampled():
+    engine = FakeEngine([_ir_text()])
+    with pytest.raises(Exception) as err:
+        InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=20))
+    assert type(err.value).__name__ == "TruncatedOutput" and len(engine.calls) == 1
+
+
+# ---------------------------------------------------------------------------- selection
+
+GOOD = ("def count_vowels(text: str) -> int:\n    if not isinstance(text, str):\n        raise TypeError('no')\n"
+        "    return sum(1 for ch in text.lower() if ch in 'aeiou')\n")
+OFF_BY_Y = GOOD.replace("'aeiou'", "'aeiouy'")
+
+
+def _invented_ir(wrong_output_for_sky: int) -> IRSpec:
+    """count_vowels with one given example and one *invented* example whose output may be wrong."""
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["examples"] = [{"inputs": {"text": "Hello"}, "output": 2, "given": True},
+                       {"inputs": {"text": "sky"}, "output": wrong_output_for_sky, "given": False}]
+    return spec_from_document(doc)
+
+
+def _scripted(codes):
+    it = iter(codes)
+    service = InferenceService(FakeEngine(lambda m, p, c: fenced(next(it))))
+    return lambda ir, opts, feedback=None: service.generate_code(ir, opts, feedback=feedback)
+
+
+def test_agreeing_candidates_make_a_wrong_invented_example_suspect_not_blocking():
+    ir = _invented_ir(wrong_output_for_sky=1)  # the model invented: "sky" has 1 vowel
+    result = generate_verified_code(_scripted([GOOD, GOOD, GOOD]), ir, GenerateOptions(), attempts=3)
+    checks = {c.name: c for c in result.report.checks}
+    assert checks["example[0]"].provenance == "given" and checks["example[0]"].passed
+    assert checks["example[1]"].scope == "suspect" and checks["example[1]"].provenance == "suspect"
+    assert result.verified and result.code == GOOD and result.best.agreement == 3
+    assert "given checks 1/1" in result.selection["why"]
+
+
+def test_a_lone_candidate_cannot_overrule_the_ir():
+    ir = _invented_ir(wrong_output_for_sky=1)
+    result = generate_verified_code(_scripted([GOOD]), ir, GenerateOptions(), attempts=1)
+    checks = {c.name: c for c in result.report.checks}
+    assert checks["example[1]"].scope == "code" and checks["example[1]"].provenance == "invented"
+    assert not result.verified
+
+
+def test_agreement_with_the_ir_beats_a_larger_cluster_only_by_dual_agreement():
+    ir = _invented_ir(wrong_output_for_sky=1)  # OFF_BY_Y says "sky" -> 1: agrees with the invented example
+    result = generate_verified_code(_scripted([GOOD, OFF_BY_Y]), ir, GenerateOptions(), attempts=2)
+    assert result.code == OFF_BY_Y and result.verified and len(result.attempts) == 2
+    assert {c.provenance for c in result.report.checks if c.name.startswith("example")} == {"given", "agreed"}
+
+
+def test_given_checks_outrank_agreement():
+    ir = _invented_ir(wrong_output_for_sky=0)
+    wrong = GOOD.replace("'aeiou'", "'ae'")  # "Hello" -> 1: fails the given example
+    result = generate_verified_code(_scripted([wrong, wrong, GOOD]), ir, GenerateOptions(), attempts=3)
+    assert result.code == GOOD and result.verified and result.best.index == 2
+    # the candidates after the first were told about the failed *given* check, never about invented ones
+    assert "example[0]" in result.attempts[1].feedback and "example[1]" not in result.attempts[1].feedback

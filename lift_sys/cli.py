@@ -594,6 +594,33 @@ def bench_server(
     _emit_json(results, json_out, output)
 
 
+@bench_app.command("batch")
+def bench_batch(
+    json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
+    concurrency: str = typer.Option("1,2,4,8,16", "--concurrency", "-c", help="Comma-separated concurrent IR requests."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run: concurrency 1,4 (overrides --concurrency)."),
+    slots: Optional[int] = typer.Option(None, "--slots", help="Slots of the batched engine (default: the largest level)."),
+    single: bool = typer.Option(True, "--single/--no-single", help="Also run the same levels on a one-slot engine."),
+    flash_attn: bool = typer.Option(True, "--flash-attn/--no-flash-attn", help="Flash attention in the batched engine."),
+) -> None:
+    """Continuous batching: N concurrent IR requests, LIFT_SLOTS=N vs 1 vs the raw llama_decode ceiling, one run."""
+    run = _bench_module("batch").run_batch_bench
+    try:
+        levels = [1, 4] if quick else [int(x) for x in concurrency.split(",") if x.strip()]
+    except ValueError:
+        raise _fail(f"--concurrency takes comma-separated integers, not {concurrency!r}") from None
+    if not levels or min(levels) < 1 or max(levels) > 64:
+        raise _fail("--concurrency levels must be between 1 and 64")
+    if slots is not None and not 2 <= slots <= 64:
+        raise _fail("--slots must be between 2 and 64")
+    try:
+        results = run(levels=levels, slots=slots, single=single, flash_attn=flash_attn, console=err)
+    except LiftError as exc:
+        raise _fail(exc) from None
+    _emit_json(results, json_out, output)
+
+
 @bench_app.command("verify")
 def bench_verify(
     json_out: bool = typer.Option(False, "--json", help="Results as JSON on stdout (tables go to stderr)."),

@@ -94,10 +94,12 @@ class LlamaCppEngine:
         if slots < 1:
             raise InvalidRequest(f"slots must be at least 1, not {slots}")
         t0 = time.perf_counter()
+        # With slots > 1 this context only backs tokenization and metadata
+        # (generations run in the batch scheduler's own): keep it small.
         self._llm = llama_cpp.Llama(
             model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=n_batch,
+            n_ctx=n_ctx if slots == 1 else 256,
+            n_batch=n_batch if slots == 1 else 32,
             n_threads=threads,
             n_threads_batch=threads,
             logits_all=False,
@@ -120,7 +122,7 @@ class LlamaCppEngine:
         self._batch: BatchScheduler | None = None
         if slots > 1:
             self._batch = BatchScheduler(
-                self._llm._model,
+                str(path),
                 slots=slots,
                 n_ctx_per_slot=n_ctx,
                 n_threads=threads,
@@ -273,6 +275,11 @@ class LlamaCppEngine:
         running = 1 if self._lock.locked() else 0
         return BatchStats(slots=1, running=running, waiting=0, steps_by_size={}, tokens_decoded=0,
                           prefix_copies=0, decode_s=0.0, host_s=0.0)
+
+    def close(self) -> None:
+        """Stop the batch decode thread (slots > 1); the model stays loaded until the engine is dropped."""
+        if self._batch is not None:
+            self._batch.close()
 
     def reset(self) -> None:
         """Forget the cached prompt KV (call after anything else used the context)."""

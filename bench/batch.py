@@ -1,0 +1,282 @@
+"""Batch benchmark: concurrent IR requests on the batched engine vs one slot vs the raw llama_decode ceiling.
+
+All in one process and one run, so the three columns share the machine's
+state (on a shared 2-core box, numbers from different runs do not compare):
+
+* **raw ceiling** -- llama.cpp alone: N sequences of one token each per
+  ``llama_decode`` after a 100-token prefill, median step -> N / step
+  tok/s; flash attention on and off;
+* **slots=N** -- :class:`LlamaCppEngine` with ``slots`` = the largest level
+  (continuous batching), C concurrent IR requests (greedy, IR schema,
+  llguidance) from C threads;
+* **slots=1** -- the same requests on a one-slot engine (today's path:
+  generations one after another).
+
+Per level: aggregate tok/s (completion tokens of all requests / wall time
+from the first submit to the last completion), latency p50/p99 and time
+to first token p50/p99 (client side: submit -> first streamed text), and
+the targets of issue 12 evaluated on this run's own numbers.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lift_sys.generation.engines.base import GenerateOptions
+from lift_sys.generation.engines.llamacpp import LlamaCppEngine
+from lift_sys.generation.registry import ensure_model, get_model
+from lift_sys.ir.models import ir_generation_schema
+from lift_sys.ir.prompt import ir_messages
+from lift_sys.service.core import InferenceService
+
+REQUESTS = [
+    "a function that reverses a string",
+    "a function that counts the words in a sentence",
+    "a function that returns the square of n",
+    "a function that checks whether a string is a palindrome, ignoring case",
+    "a function that merges two sorted lists of integers into one sorted list",
+    "a function that returns the n-th Fibonacci number, raising ValueError for negative n",
+    "a function that removes duplicate items from a list, keeping the first occurrence",
+    "a function that converts a temperature from Celsius to Fahrenheit",
+    "a function that returns the largest element of a non-empty list of integers",
+    "a function that counts the vowels in a string",
+    "a function that checks whether a number is prime",
+    "a function that flattens a list of lists into one list",
+    "a function that returns the factorial of n, raising ValueError for negative n",
+    "a function that capitalizes the first letter of every word in a sentence",
+    "a function that returns the sum of the digits of a non-negative integer",
+    "a function that checks whether two strings are anagrams of each other",
+]
+LEVELS = (1, 2, 4, 8, 16)
+QUICK_LEVELS = (1, 4)
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else 0.0
+
+
+# ---------------------------------------------------------------- raw ceiling
+
+
+def raw_ceiling(model: Any, n_vocab: int, levels: list[int], *, flash_attn: bool, steps: int = 12,
+                threads: int | None = None) -> dict[int, dict[str, float]]:
+    """Median ``llama_decode`` step with N one-token sequences (after a 100-token prefill copied to each)."""
+    import os
+
+    import llama_cpp
+    from llama_cpp import _internals
+
+    n_max = max(levels)
+    p = llama_cpp.llama_context_default_params()
+    p.n_ctx = 512 * n_max
+    p.n_batch = p.n_ubatch = 512
+    p.n_seq_max = n_max
+    p.kv_unified = False
+    p.n_threads = p.n_threads_batch = threads or max(1, os.cpu_count() or 1)
+    p.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    p.no_perf = True
+    ctx = _internals.LlamaContext(model=model, params=p, verbose=False)
+    mem = llama_cpp.llama_get_memory(ctx.ctx)
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+    try:
+        def decode(items: list[tuple[int, list[int], int]]) -> float:
+            n = 0
+            for seq, toks, pos0 in items:
+                for i, t in enumerate(toks):
+                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = t, pos0 + i, 1
+                    batch.seq_id[n][0] = seq
+                    batch.logits[n] = i == len(toks) - 1
+                    n += 1
+            batch.n_tokens = n
+            t0 = time.perf_counter()
+            if llama_cpp.llama_decode(ctx.ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed in the ceiling measurement")
+            return time.perf_counter() - t0
+
+        prefill = [(i * 37) % 1000 + 200 for i in range(100)]
+        out: dict[int, dict[str, float]] = {}
+        for n in levels:
+            llama_cpp.llama_memory_clear(mem, True)
+            decode([(0, prefill, 0)])
+            for s in range(1, n):
+                llama_cpp.llama_memory_seq_cp(mem, 0, s, -1, -1)
+            times = [decode([(s, [220 + k], 100 + k) for s in range(n)]) for k in range(steps)]
+            step = statistics.median(times[1:])  # the first step also applies the stream copies
+            out[n] = {"step_ms": step * 1000, "tok_s": n / step}
+        return out
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        ctx.close()
+
+
+# ---------------------------------------------------------------- engines
+
+
+def _one(service: InferenceService, request: str, t_submit: float) -> dict[str, Any]:
+    first: list[float] = []
+
+    def on_text(_text: str) -> None:
+        if not first:
+            first.append(time.perf_counter())
+
+    try:
+        gen = service.generate(ir_messages(request), ir_generation_schema(), GenerateOptions(max_tokens=800),
+                               on_text=on_text)
+        c = gen.completion
+        ok, tokens, error = True, c.completion_tokens, None
+    except Exception as exc:  # noqa: BLE001 - counted and shown, the bench goes on
+        ok, tokens, error = False, 0, f"{type(exc).__name__}: {exc}"
+    t_end = time.perf_counter()
+    return {"ok": ok, "tokens": tokens, "error": error, "latency_s": t_end - t_submit,
+            "ttft_s": (first[0] if first else t_end) - t_submit, "t_end": t_end}
+
+
+def run_level(service: InferenceService, concurrency: int) -> dict[str, Any]:
+    """``concurrency`` IR requests submitted at once, each from its own thread."""
+    engine = service.engine
+    before = engine.batch_stats()
+    results: list[dict[str, Any]] = [{}] * concurrency
+    t0 = time.perf_counter()
+
+    def worker(i: int) -> None:
+        results[i] = _one(service, REQUESTS[i % len(REQUESTS)], t0)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = max(r["t_end"] for r in results) - t0
+    after = engine.batch_stats()
+    lat = [r["latency_s"] for r in results]
+    ttft = [r["ttft_s"] for r in results]
+    tokens = sum(r["tokens"] for r in results)
+    steps = {k: after.steps_by_size.get(k, 0) - before.steps_by_size.get(k, 0) for k in after.steps_by_size}
+    n_steps = sum(steps.values())
+    return {
+        "concurrency": concurrency,
+        "ok": sum(r["ok"] for r in results),
+        "errors": [r["error"] for r in results if r["error"]][:3],
+        "tokens": tokens,
+        "wall_s": wall,
+        "agg_tok_s": tokens / wall if wall > 0 else 0.0,
+        "latency_p50_s": _pct(lat, 0.5),
+        "latency_p99_s": _pct(lat, 0.99),
+        "ttft_p50_s": _pct(ttft, 0.5),
+        "ttft_p99_s": _pct(ttft, 0.99),
+        "mean_batch": (sum(k * v for k, v in steps.items()) / n_steps) if n_steps else None,
+        "decode_s": after.decode_s - before.decode_s,
+        "host_s": after.host_s - before.host_s,
+    }
+
+
+def run_batch_bench(
+    *,
+    levels: list[int] | None = None,
+    slots: int | None = None,
+    single: bool = True,
+    flash_attn: bool = True,
+    model: str | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    console = console or Console(stderr=True)
+    levels = sorted(set(levels or LEVELS))
+    if not levels or levels[0] < 1:
+        raise ValueError("concurrency levels must be integers >= 1")
+    slots = slots or max(max(levels), 2)
+    spec = get_model(model)
+    path = ensure_model(spec)
+
+    console.print(f"loading engines: slots={slots} and slots=1 ({spec.name})")
+    batched = LlamaCppEngine(path, model_name=spec.name, slots=slots, flash_attn=flash_attn)
+    engines: dict[str, InferenceService] = {f"slots={slots}": InferenceService(batched)}
+    if single:
+        engines["slots=1"] = InferenceService(LlamaCppEngine(path, model_name=spec.name, slots=1))
+    for name, service in engines.items():
+        service.warm_up()  # grammar compiled, the shared IR prefix prefilled
+        console.print(f"  {name}: warmed up")
+
+    console.print("raw llama_decode ceiling (flash attention on, off)")
+    ceiling = {
+        "fa_on": raw_ceiling(batched.llama._model, batched.llama.n_vocab(), levels, flash_attn=True),
+        "fa_off": raw_ceiling(batched.llama._model, batched.llama.n_vocab(), levels, flash_attn=False),
+    }
+    runs: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in engines}
+    for c in levels:
+        for name, service in engines.items():  # interleaved: both engines see the same moment of the machine
+            r = run_level(service, c)
+            runs[name][c] = r
+            console.print(f"  {name:>9} x{c:<2}  {r['agg_tok_s']:6.1f} tok/s  p50 {r['latency_p50_s']:6.1f} s  "
+                          f"ttft p50 {r['ttft_p50_s']:5.2f} s  ok {r['ok']}/{c}")
+
+    results = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count()},
+        "model": spec.name,
+        "slots": slots,
+        "flash_attn": flash_attn,
+        "levels": levels,
+        "ceiling": {k: {str(n): v for n, v in d.items()} for k, d in ceiling.items()},
+        "runs": {name: {str(c): r for c, r in d.items()} for name, d in runs.items()},
+        "targets": _targets(runs, ceiling, f"slots={slots}", levels),
+    }
+    _print_table(results, console)
+    return results
+
+
+def _targets(runs: dict[str, dict[int, dict[str, Any]]], ceiling: dict[str, dict[int, dict[str, float]]],
+             batched: str, levels: list[int]) -> dict[str, Any]:
+    """Issue 12's targets, on this run's numbers (None where the run lacks the level)."""
+    b = runs[batched]
+    one = b.get(1)
+    out: dict[str, Any] = {}
+    if one and 8 in b:
+        out["x8_vs_single_stream"] = b[8]["agg_tok_s"] / one["agg_tok_s"] if one["agg_tok_s"] else None
+        out["x8_vs_single_stream_target"] = 2.0
+        raw8 = ceiling["fa_on"].get(8, {}).get("tok_s")
+        out["x8_share_of_ceiling"] = b[8]["agg_tok_s"] / raw8 if raw8 else None
+        out["x8_share_of_ceiling_target"] = 0.8
+    if 16 in b and "slots=1" in runs and 16 in runs["slots=1"]:
+        out["x16_p50_vs_slots1"] = b[16]["latency_p50_s"] / runs["slots=1"][16]["latency_p50_s"]
+        out["x16_p50_vs_slots1_target"] = 0.5
+    if one and "slots=1" in runs and 1 in runs["slots=1"]:
+        out["alone_vs_slots1"] = one["agg_tok_s"] / runs["slots=1"][1]["agg_tok_s"]
+        out["alone_vs_slots1_target"] = 0.95
+    out["all_outputs_valid"] = all(r["ok"] == r["concurrency"] for d in runs.values() for r in d.values())
+    return out
+
+
+def _print_table(results: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"{results['model']}: concurrent IR requests (slots={results['slots']}, "
+                        f"flash attention {'on' if results['flash_attn'] else 'off'})")
+    for col in ("conc.", "engine", "agg tok/s", "x alone", "% ceiling", "lat p50 s", "lat p99 s",
+                "TTFT p50 s", "TTFT p99 s", "mean batch", "valid"):
+        table.add_column(col, justify="right")
+    ceiling = results["ceiling"]
+    for c in results["levels"]:
+        raw_on, raw_off = ceiling["fa_on"][str(c)], ceiling["fa_off"][str(c)]
+        raw1 = ceiling["fa_on"][str(results["levels"][0])]["tok_s"]
+        table.add_row(str(c), "raw decode (FA on)", f"{raw_on['tok_s']:.1f}", f"{raw_on['tok_s'] / raw1:.2f}", "100",
+                      f"step {raw_on['step_ms']:.0f} ms", "", "", "", str(c), "")
+        table.add_row("", "raw decode (FA off)", f"{raw_off['tok_s']:.1f}", "", "", f"step {raw_off['step_ms']:.0f} ms",
+                      "", "", "", str(c), "")
+        for name, runs in results["runs"].items():
+            r = runs[str(c)]
+            base = runs[str(results["levels"][0])]["agg_tok_s"] or 1.0
+            mean_batch = f"{r['mean_batch']:.1f}" if r["mean_batch"] else "1"
+            table.add_row("", name, f"{r['agg_tok_s']:.1f}", f"{r['agg_tok_s'] / base:.2f}",
+                          f"{100 * r['agg_tok_s'] / raw_on['tok_s']:.0f}", f"{r['latency_p50_s']:.1f}",
+                          f"{r['latency_p99_s']:.1f}", f"{r['ttft_p50_s']:.2f}", f"{r['ttft_p99_s']:.2f}", mean_batch,
+                          f"{r['ok']}/{c}")
+    console.print(table)
+    console.print("targets (this run): " + ", ".join(
+        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in results["targets"].items()))

@@ -1,0 +1,194 @@
+"""Continuous batching on the local engine (LIFT_SLOTS > 1), on the real model.
+
+* greedy output is byte-identical alone and inside a batch, with each
+  grammar backend (llama.cpp's logits for a sequence do not depend on its
+  neighbours, and every sequence keeps its own matcher/sampler);
+* seeds, budgets and cancellation stay per request;
+* the server runs one worker per slot and /metrics shows slots, running
+  sequences and the batch-size histogram;
+* ``lift-sys serve`` in front of a remote engine does not serialize
+  concurrent requests.
+
+No timing is asserted (speed is `lift-sys bench batch`).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import json
+
+import httpx
+import pytest
+
+from lift_sys.errors import InvalidRequest
+from lift_sys.generation.engines.base import CancelToken, GenerateOptions
+from lift_sys.generation.engines.llamacpp import LlamaCppEngine
+from lift_sys.generation.engines.openai_http import OpenAIHTTPEngine
+from lift_sys.ir.models import ir_generation_schema
+from lift_sys.ir.prompt import ir_messages
+from lift_sys.server.app import asgi
+from lift_sys.service.core import InferenceService
+from lift_sys.settings import Settings
+
+from .conftest import requires_xgrammar
+from .serving import running
+
+pytestmark = pytest.mark.model
+
+TARGET = "a function that reverses a string"
+OTHERS = [
+    "a function that counts the words in a sentence",
+    "a function that returns the square of n",
+    "a function that checks whether a string is a palindrome, ignoring case",
+]
+
+
+@pytest.fixture(scope="module")
+def batched(engine):
+    """A second engine over the same model file with 4 slots (the session engine keeps 1)."""
+    eng = LlamaCppEngine(engine.model_path, model_name=engine.model_name, slots=4)
+    yield InferenceService(eng)
+    eng.close()
+
+
+def _ir(service: InferenceService, request: str, backend: str, **kw):
+    opts = GenerateOptions(grammar_backend=backend, **kw)
+    return service.generate(ir_messages(request), ir_generation_schema(), opts).completion
+
+
+@pytest.mark.parametrize("backend", ["llguidance", pytest.param("xgrammar", marks=requires_xgrammar)])
+def test_greedy_ir_identical_alone_and_in_a_batch(batched, backend):
+    alone = _ir(batched, TARGET, backend)
+    assert alone.finish_reason == "stop" and json.loads(alone.text)["signature"]["name"]
+    before = batched.engine.batch_stats()
+    with ThreadPoolExecutor(4) as pool:  # the target joins while the others are already running
+        futures = [pool.submit(_ir, batched, r, backend) for r in OTHERS]
+        target = pool.submit(_ir, batched, TARGET, backend).result()
+        others = [f.result() for f in futures]
+    assert target.text == alone.text  # byte-identical
+    assert target.token_ids == alone.token_ids
+    for c in others:  # each still schema-valid (the service validated it) and finished on its own
+        assert c.finish_reason == "stop" and json.loads(c.text)["intent"]
+    after = batched.engine.batch_stats()
+    shared = sum(n for size, n in after.steps_by_size.items() if size > 1) - sum(
+        n for size, n in before.steps_by_size.items() if size > 1)
+    assert shared > 20  # the requests really shared decode steps
+    assert after.prefix_copies > before.prefix_copies or target.cached_prompt_tokens > 400
+    assert min(c.cached_prompt_tokens for c in [target, *others]) > 400  # the shared IR prefix was not prefilled again
+
+
+def test_seed_budget_and_cancel_stay_per_request(batched):
+    messages = [{"role": "user", "content": "Write a haiku about batching."}]
+    sampled = GenerateOptions(max_tokens=24, temperature=0.9, seed=7)
+    alone = batched.engine.generate(messages, sampled)
+    cancel = CancelToken()
+    seen: list[str] = []
+
+    def stop_after_a_few(text: str) -> None:
+        seen.append(text)
+        if len(seen) == 3:
+            cancel.cancel()
+
+    with ThreadPoolExecutor(4) as pool:
+        long_one = pool.submit(batched.engine.generate, messages, GenerateOptions(max_tokens=200),
+                               on_text=stop_after_a_few, cancel=cancel)
+        short = pool.submit(batched.engine.generate, messages, GenerateOptions(max_tokens=5))
+        again = pool.submit(batched.engine.generate, messages, sampled)
+        other_seed = pool.submit(batched.engine.generate, messages, GenerateOptions(max_tokens=24, temperature=0.9, seed=8))
+        assert again.result().text == alone.text  # same seed, same text, whatever ran beside it
+        assert other_seed.result().token_ids != alone.token_ids
+        assert (short.result().finish_reason, short.result().completion_tokens) == ("length", 5)
+        stopped = long_one.result()
+    assert stopped.finish_reason == "cancelled" and stopped.completion_tokens < 200
+    assert "".join(seen).startswith(stopped.text[: len("".join(seen)) - 1] if seen else "")
+    with pytest.raises(InvalidRequest):
+        LlamaCppEngine(batched.engine.model_path, slots=0)
+
+
+def test_server_runs_a_worker_per_slot_and_reports_batches(batched):
+    with running(asgi(batched, Settings())) as url:
+        def ask(request: str) -> int:
+            return httpx.post(url + "/v1/ir", json={"prompt": request, "max_tokens": 600}, timeout=600).status_code
+
+        with ThreadPoolExecutor(3) as pool:
+            assert list(pool.map(ask, OTHERS)) == [200, 200, 200]
+        text = httpx.get(url + "/metrics").text
+    assert "lift_engine_slots 4.0" in text
+    assert "lift_running_requests" in text and "lift_waiting_requests" in text
+    assert "lift_engine_running_sequences" in text and "lift_engine_waiting_sequences" in text
+    count = [line for line in text.splitlines() if line.startswith("lift_batch_size_count")]
+    one = [line for line in text.splitlines() if line.startswith('lift_batch_size_bucket{le="1"')]
+    assert float(count[0].split()[-1]) > float(one[0].split()[-1])  # some steps carried more than one sequence
+
+
+class _Barrier(BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that answers only once N requests are in flight together.
+
+    If the server in front serialized them, the barrier times out and the
+    request gets a 500 -- a failed assertion, not a slow test.
+    """
+
+    barrier: threading.Barrier
+    seen = 0
+    lock = threading.Lock()
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # /v1/models
+        body = json.dumps({"data": [{"id": "barrier"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        with _Barrier.lock:
+            _Barrier.seen += 1
+        try:
+            _Barrier.barrier.wait(timeout=20)
+        except threading.BrokenBarrierError:
+            self.send_response(500)
+            self.end_headers()
+            return
+        events = [
+            {"model": "barrier", "choices": [{"index": 0, "delta": {"content": '{"ok":true}'}, "finish_reason": "stop"}]},
+            {"model": "barrier", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 4}},
+        ]
+        body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+
+def test_serve_in_front_of_a_remote_engine_does_not_serialize():
+    n = 6
+    _Barrier.barrier = threading.Barrier(n)
+    _Barrier.seen = 0
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Barrier)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    engine = OpenAIHTTPEngine(f"http://127.0.0.1:{upstream.server_port}", model="barrier", context_length=4096,
+                              retries=0)
+    try:
+        with running(asgi(InferenceService(engine, default_backend="xgrammar"), Settings())) as url:
+            body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8,
+                    "response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "o", "schema": {"type": "object"}}}}
+
+            def ask(_: int) -> httpx.Response:
+                return httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+
+            with ThreadPoolExecutor(n) as pool:
+                responses = list(pool.map(ask, range(n)))
+        assert [r.status_code for r in responses] == [200] * n, responses[0].text
+        assert all(json.loads(r.json()["choices"][0]["message"]["content"]) == {"ok": True} for r in responses)
+        assert _Barrier.seen == n
+    finally:
+        engine.close()
+        upstream.shutdown()

@@ -44,7 +44,8 @@ from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
 from lift_sys.generation.runaway import RunawayWatch
 from lift_sys.ir.given import carry_given
-from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, predicate_problems, prepare_validator, validate_json
+from lift_sys.generation.validation import prepare_validator, validate_json
+from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, predicate_problems
 
 
 @dataclass

@@ -9,17 +9,22 @@ matcher (:mod:`lift_sys.generation.grammar.conformance`).
 
 Outcomes per (schema, backend):
 
-* ``exact``     -- compiled; the grammar is the schema's constraint;
-* ``validated`` -- compiled a grammar that drops keywords it cannot express
-  (named in the row); every output is checked against the full schema and
-  resampled (the response says ``enforcement: validated``);
+* ``exact``     -- compiled; the grammar is the schema's constraint (possibly
+  rewritten with the same meaning: a discriminated ``oneOf`` as ``anyOf``,
+  ``2.0`` as ``2``; listed in the row as ``rewritten``);
+* ``enforced``  -- compiled a *looser* grammar that leaves out keywords the
+  backend cannot express (named in the row, :mod:`lift_sys.generation.grammar.relax`);
+  the server validates every output against the full schema and resamples
+  (the response says ``enforcement: grammar+validation``);
 * ``refused``   -- a 400 naming the keyword and JSON pointer;
 * ``refused_unnamed`` -- a 4xx that names no keyword/pointer (a target to fix);
 * ``timeout`` / ``busy`` -- the compile time box; ``error`` -- anything else.
 
-Fail-open is an instance the reference validator rejects that an *exact*
-grammar accepts; a *validated* grammar's accepted-invalid instances are
-counted apart (caught by validation, not by the grammar). llama.cpp's
+Served = exact + enforced. Fail-open is an instance the reference validator
+rejects that an *exact* grammar accepts; an *enforced* grammar's
+accepted-invalid instances are counted apart (caught by validation, not by
+the grammar), but it must still accept every valid instance (a looser
+grammar that rejects one is ``valid_rejected``, as for exact). llama.cpp's
 converter runs as a peer in a child process with the same deadline.
 """
 
@@ -114,6 +119,7 @@ class EngineStats:
     compile_ms: list[float] = field(default_factory=list)
     mask_us: list[float] = field(default_factory=list)
     refused_keywords: dict[str, int] = field(default_factory=dict)
+    enforced_keywords: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def bump(self, table: dict[str, int], key: str) -> None:
@@ -141,8 +147,10 @@ def _judge(stats: EngineStats, name: str, engine: str, outcome: str, truth: bool
 
 
 class SchemaBench:
-    def __init__(self, vocab: Vocabulary, engines: Iterable[str], timeout_s: float, model_path: str | None) -> None:
+    def __init__(self, vocab: Vocabulary, engines: Iterable[str], timeout_s: float, model_path: str | None,
+                 enforce: bool = True) -> None:
         self.vocab = vocab
+        self.enforce = enforce  # enforced mode, as the server runs (False: exact grammars only, the old behaviour)
         self.engines = [e for e in engines if e in ENGINES]
         self.cache = GrammarCache(max_entries=16, compile_timeout_s=timeout_s)
         self.timeout_s = timeout_s
@@ -200,7 +208,7 @@ class SchemaBench:
         for attempt in range(2):
             t0 = time.perf_counter()
             try:
-                compiled = self.cache.get(spec, engine, self.vocab)
+                compiled = self.cache.get(spec, engine, self.vocab, relax=self.enforce)
                 break
             except Overloaded as exc:  # an earlier schema still holds the compile threads
                 if attempt or not self.cache.wait_idle(600):
@@ -210,8 +218,11 @@ class SchemaBench:
         ms = (time.perf_counter() - t0) * 1000
         if not compiled.cache_hit:
             stats.compile_ms.append(ms)
-        dropped = list(getattr(compiled, "relaxed", ()) or ())
-        outcome = "validated" if dropped else "exact"
+        dropped = [r.to_dict() for r in compiled.relaxed if not r.exact]
+        rewritten = [r.to_dict() for r in compiled.relaxed if r.exact]
+        outcome = "enforced" if dropped else "exact"
+        for r in dropped:
+            stats.bump(stats.enforced_keywords, r["keyword"])
         timed = False
         for i, (truth, text) in enumerate(zip(truths, texts)):
             if text is None:
@@ -223,7 +234,9 @@ class SchemaBench:
             _judge(stats, case.name, engine, outcome, truth, result.accepted, text, i)
         info: dict[str, Any] = {"compile_ms": round(ms, 3)}
         if dropped:
-            info["dropped"] = dropped
+            info["validated"] = dropped
+        if rewritten:
+            info["rewritten"] = rewritten
         return outcome, info
 
     def _peer(self, case: Case, spec: GrammarSpec, truths: list[bool], stats: EngineStats) -> tuple[str, dict[str, Any]]:
@@ -243,13 +256,19 @@ class SchemaBench:
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for engine, s in self.stats.items():
+            total = sum(s.outcomes.values())
+            served = s.outcomes.get("exact", 0) + s.outcomes.get("enforced", 0)
             out[engine] = {
                 "outcomes": dict(sorted(s.outcomes.items())),
+                "served": served,
+                "served_pct": round(100 * served / total, 1) if total else 0.0,
+                "exact_pct": round(100 * s.outcomes.get("exact", 0) / total, 1) if total else 0.0,
                 "tests": dict(sorted(s.tests.items())),
                 "compile_ms": {"p50": _pct(s.compile_ms, 0.5), "p99": _pct(s.compile_ms, 0.99),
                                "max": round(max(s.compile_ms, default=0.0), 3), "n": len(s.compile_ms)},
                 "mask_us": {"p50": _pct(s.mask_us, 0.5), "p99": _pct(s.mask_us, 0.99), "n": len(s.mask_us)},
                 "refused_keywords": dict(sorted(s.refused_keywords.items(), key=lambda kv: -kv[1])[:25]),
+                "enforced_keywords": dict(sorted(s.enforced_keywords.items(), key=lambda kv: -kv[1])[:25]),
                 "failures": s.failures,
             }
         return out
@@ -270,7 +289,8 @@ def _versions() -> dict[str, str]:
 
 
 def run_schema_bench(*, suite: Path, engines: list[str], limit: int | None = None, seed: int = 0,
-                     timeout_s: float = 10.0, vocab: str = "model", console: Console | None = None) -> dict[str, Any]:
+                     timeout_s: float = 10.0, vocab: str = "model", console: Console | None = None,
+                     enforce: bool = True) -> dict[str, Any]:
     """Run the bench; returns the JSON document (summary per engine + one row per schema)."""
     console = console or Console(stderr=True)
     if not suite.exists():
@@ -285,7 +305,7 @@ def run_schema_bench(*, suite: Path, engines: list[str], limit: int | None = Non
         engine = local_engine()
         vocabulary = engine.vocabulary()
         model_path = str(engine.model_path)
-    bench = SchemaBench(vocabulary, engines, timeout_s, model_path)
+    bench = SchemaBench(vocabulary, engines, timeout_s, model_path, enforce=enforce)
     rows = []
     t0 = time.perf_counter()
     try:
@@ -305,6 +325,7 @@ def run_schema_bench(*, suite: Path, engines: list[str], limit: int | None = Non
         "limit": limit,
         "seed": seed,
         "timeout_s": timeout_s,
+        "enforce": enforce,
         "vocabulary": vocabulary.name,
         "elapsed_s": round(elapsed, 1),
         "label_disagreements": bench.label_disagreements,
@@ -324,9 +345,11 @@ def render_table(results: dict[str, Any]) -> Table:
     table.add_column("")
     for e in engines:
         table.add_column(e, justify="right")
-    keys = ["exact", "validated", "refused", "refused_unnamed", "timeout", "busy", "error"]
+    keys = ["exact", "enforced", "refused", "refused_unnamed", "timeout", "busy", "error"]
     for k in keys:
         table.add_row(k, *[str(engines[e]["outcomes"].get(k, 0)) for e in engines])
+    table.add_row("served (exact + enforced)", *[f"{engines[e]['served']} ({engines[e]['served_pct']}%)"
+                                                 for e in engines])
     for k in ["valid_accepted", "valid_rejected", "invalid_rejected", "invalid_accepted",
               "invalid_accepted_caught_by_validation"]:
         table.add_row(f"tests: {k}", *[str(engines[e]["tests"].get(k, 0)) for e in engines])
@@ -358,6 +381,7 @@ def run_schema_e2e(*, url: str, suite: Path, limit: int = 100, seed: int | None 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     counts: dict[str, int] = {}
     statuses: dict[str, int] = {}
+    enforcement: dict[str, int] = {}  # valid 200s by how the schema was enforced
     rows = []
     t0 = time.perf_counter()
     with httpx.Client(base_url=url, timeout=timeout_s, headers=headers) as client:
@@ -378,6 +402,8 @@ def run_schema_e2e(*, url: str, suite: Path, limit: int = 100, seed: int | None 
                     try:
                         jsonschema.validate(value, case.schema)  # the reference, with the schema's own draft
                         kind = "valid"
+                        mode = (resp.json().get("enforcement") or {}).get("mode", "unknown")
+                        enforcement[mode] = enforcement.get(mode, 0) + 1
                     except jsonschema.ValidationError as exc:
                         kind, detail = "invalid_200", exc.message[:200]
                     except jsonschema.SchemaError as exc:
@@ -396,9 +422,10 @@ def run_schema_e2e(*, url: str, suite: Path, limit: int = 100, seed: int | None 
     results = {
         "bench": "schemas-e2e", "url": url, "suite": str(suite), "schemas": len(cases), "seed": seed,
         "max_tokens": max_tokens, "backend": backend, "elapsed_s": round(time.perf_counter() - t0, 1),
-        "counts": counts, "statuses": statuses,
+        "counts": counts, "statuses": statuses, "enforcement": enforcement,
         "ok": counts.get("invalid_200", 0) == 0 and counts.get("5xx", 0) == 0 and counts.get("unclear_4xx", 0) == 0,
         "rows": rows,
     }
-    console.print(f"{len(cases)} schemas: {counts}  statuses {statuses}  -> {'OK' if results['ok'] else 'FAIL'}")
+    console.print(f"{len(cases)} schemas: {counts}  statuses {statuses}  valid 200s by enforcement {enforcement}"
+                  f"  -> {'OK' if results['ok'] else 'FAIL'}")
     return results

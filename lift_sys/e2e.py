@@ -206,8 +206,8 @@ def run_e2e(url: str, *, api_key: str | None = None, concurrency: int = 1, timeo
     r.call("metrics", "GET", "/metrics", metrics_check)
 
     # Bad inputs: each must be refused with the right status and error type.
-    r.call("refuses uniqueItems (400)", "POST", "/v1/generate", _status(400, _error("unsupported_schema")),
-           json={"prompt": "x", "json_schema": {"type": "array", "uniqueItems": True}, "grammar_backend": "xgrammar"})
+    r.call("refuses a $ref into 'not' (400)", "POST", "/v1/generate", _status(400, _error("unsupported_schema")),
+           json={"prompt": "x", "json_schema": {"$defs": {"x": {"not": {}}}, "properties": {"a": {"$ref": "#/$defs/x/not"}}}})
     r.call("refuses a missing prompt (400)", "POST", "/v1/ir", _status(400, _error("invalid_request")), json={"promt": "typo"})
     r.call("reports truncation (422)", "POST", "/v1/ir", _status(422, _error("truncated_output")),
            json={"prompt": IR_REQUESTS[0], "max_tokens": 8})

@@ -59,7 +59,7 @@ def test_e2e_passes_against_the_local_server(service, tmp_path):
     names = [c["name"] for c in report["checks"]]
     assert len([n for n in names if n.startswith("ir:")]) == 3
     for needle in ("health", "code for the first IR", "generate (json_schema)", "chat completions (json_schema)", "metrics",
-                   "refuses uniqueItems (400)", "refuses a missing prompt (400)", "reports truncation (422)"):
+                   "refuses a $ref into 'not' (400)", "refuses a missing prompt (400)", "reports truncation (422)"):
         assert needle in names
     lat = report["latency"]["/v1/ir"]
     assert lat["n"] == 5 and lat["cold_s"] is not None and lat["min_s"] <= lat["median_s"] <= lat["p95_s"]

@@ -50,8 +50,9 @@ def test_remote_truncation_and_errors(remote):
     with pytest.raises(TruncatedOutput) as info:
         remote.generate_ir("a function that reverses a string", GenerateOptions(max_tokens=10))
     assert info.value.partial_text.startswith('{"intent":')
-    with pytest.raises(UnsupportedSchemaError, match="uniqueItems"):  # linted here, never sent
-        remote.generate("x", {"type": "array", "uniqueItems": True}, GenerateOptions(grammar_backend="xgrammar"))
+    with pytest.raises(UnsupportedSchemaError, match="'not'"):  # linted here, never sent (a $ref into a 'not')
+        remote.generate("x", {"$defs": {"x": {"not": {}}}, "properties": {"a": {"$ref": "#/$defs/x/not"}}},
+                        GenerateOptions(grammar_backend="xgrammar"))
     with pytest.raises(PromptTooLong):
         remote.generate("word " * 6000, {"type": "object"})
 

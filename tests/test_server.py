@@ -27,6 +27,8 @@ COLOR = {
     "required": ["color"],
     "additionalProperties": False,
 }
+# A $ref into a 'not': the 'not' cannot be left out of the grammar and checked by validation, so it is refused.
+NOT_REFERENCED = {"$defs": {"x": {"not": {"type": "null"}}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/x/not"}}}
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +166,11 @@ def test_generate_json_schema_and_regex(url):
 @pytest.mark.parametrize(
     "payload, status, kind, needle",
     [
-        ({"prompt": "x", "json_schema": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "grammar_backend": "xgrammar"},
-         400, "unsupported_schema", "uniqueItems"),
-        ({"prompt": "x", "json_schema": {"type": "object", "if": {}, "then": {}}}, 400, "unsupported_schema", "'if'"),
+        # uniqueItems, if/then ... are enforced by validation now (tests/test_enforced_schemas.py); what cannot be
+        # left to validation is still refused by name: a $ref into a 'not', an unsatisfiable required property
+        ({"prompt": "x", "json_schema": NOT_REFERENCED, "grammar_backend": "xgrammar"}, 400, "unsupported_schema", "'not'"),
+        ({"prompt": "x", "json_schema": {"type": "object", "properties": {"a": {"enum": []}}, "required": ["a"]}},
+         400, "unsupported_schema", "'required'"),
         ({"prompt": "x", "messages": [{"role": "user", "content": "x"}], "json_schema": COLOR}, 400, "invalid_request", "exactly one"),
         ({"prompt": "x"}, 400, "invalid_request", "constraint"),
         ({"prompt": "x", "json_schema": COLOR, "max_tokens": 999999}, 400, "invalid_request", "context length"),
@@ -238,7 +242,7 @@ def test_openai_client_json_schema_json_object_and_stream(url):
 def test_stream_reports_schema_errors_with_a_status(url):
     r = httpx.post(url + "/v1/chat/completions", timeout=60, json={
         "messages": [{"role": "user", "content": "x"}], "stream": True,
-        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {"type": "string"}}}},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": NOT_REFERENCED}},
     })
     assert r.status_code == 400 and r.json()["error"]["type"] == "unsupported_schema"
 

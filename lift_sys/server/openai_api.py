@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any, AsyncIterator
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from lift_sys import errors
@@ -24,6 +24,7 @@ from lift_sys.generation.grammar import GrammarSpec
 from lift_sys.server import schemas as m
 from lift_sys.server.dispatch import Dispatcher
 from lift_sys.server.responses import encodable, error_response
+from lift_sys.server.routes import enforcement_header
 from lift_sys.service.core import GenerationResult
 
 log = logging.getLogger("lift_sys.server")
@@ -59,7 +60,7 @@ def openai_router(d: Dispatcher) -> APIRouter:
     service = d.service
 
     @router.post("/v1/chat/completions", summary="OpenAI-compatible chat completions (json_schema, json_object, stream)")
-    async def chat_completions(body: m.ChatCompletionRequest, request: Request):
+    async def chat_completions(body: m.ChatCompletionRequest, request: Request, response: Response):
         body.refuse_unsupported()  # tools, n > 1, logprobs ...: refused by name, never silently ignored
         grammar = grammar_of(body)
         opts = d.options(body.max_completion_tokens or body.max_tokens,
@@ -80,7 +81,13 @@ def openai_router(d: Dispatcher) -> APIRouter:
 
         gen, queue_ms = await d.run(request, job)
         d.observe(gen, queue_ms)
+        # lift-sys extension (OpenAI clients ignore unknown keys): how the schema was enforced, also as a header
+        enforcement = gen.enforcement_info()
+        extra = {} if enforcement is None else {"enforcement": enforcement}
+        if enforcement is not None:
+            response.headers["x-lift-enforcement"] = enforcement_header(enforcement)
         return {
+            **extra,
             "id": cid,
             "object": "chat.completion",
             "created": created,
@@ -125,7 +132,8 @@ def openai_router(d: Dispatcher) -> APIRouter:
                 return error_response(exc)
             raise exc
 
-        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
+        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None,
+                  enforcement: dict | None = None) -> str:
             body = {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -135,6 +143,8 @@ def openai_router(d: Dispatcher) -> APIRouter:
             }
             if usage is not None:
                 body["usage"] = usage
+            if enforcement is not None:  # lift-sys extension, on the chunk that finishes the choice
+                body["enforcement"] = enforcement
             return f"data: {json.dumps(body)}\n\n"
 
         async def gen_events() -> AsyncIterator[str]:
@@ -148,7 +158,7 @@ def openai_router(d: Dispatcher) -> APIRouter:
                     elif kind == "done":
                         gen, queue_ms = payload
                         d.observe(gen, queue_ms)
-                        yield chunk({}, finish=gen.finish_reason)
+                        yield chunk({}, finish=gen.finish_reason, enforcement=gen.enforcement_info())
                         if include_usage:
                             yield chunk({}, usage=openai_usage(gen))
                         break

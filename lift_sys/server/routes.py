@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from lift_sys import errors
@@ -31,6 +31,15 @@ def grammar_of(json_schema: Any, regex: str | None, lark: str | None) -> Grammar
     if kind == "json_schema" and not isinstance(source, dict):
         raise errors.InvalidRequest("json_schema must be a JSON object")
     return GrammarSpec(kind, source)  # type: ignore[arg-type]
+
+
+def enforcement_header(info: dict[str, Any]) -> str:
+    """``x-lift-enforcement``: ``grammar`` or ``grammar+validation; samples=2; keywords=uniqueItems,not``."""
+    value = info["mode"]
+    if info["mode"] != "grammar":
+        keywords = sorted({k["keyword"] for k in info["validated_keywords"]})
+        value += f"; samples={info['samples']}; keywords={','.join(keywords)}"
+    return value
 
 
 def v1_router(d: Dispatcher) -> APIRouter:
@@ -119,7 +128,7 @@ def v1_router(d: Dispatcher) -> APIRouter:
 
     @router.post("/v1/generate", response_model=m.GenerateResponse, response_model_by_alias=True,
                  summary="Generic constrained generation (JSON Schema, regex or Lark)")
-    async def v1_generate(body: m.GenerateRequest, request: Request) -> dict[str, Any]:
+    async def v1_generate(body: m.GenerateRequest, request: Request, response: Response) -> dict[str, Any]:
         t0 = time.perf_counter()
         if (body.prompt is None) == (body.messages is None):
             raise errors.InvalidRequest("give exactly one of prompt or messages")
@@ -134,6 +143,9 @@ def v1_router(d: Dispatcher) -> APIRouter:
 
         gen, queue_ms = await d.run(request, job)
         d.observe(gen, queue_ms)
+        enforcement = gen.enforcement_info()
+        if enforcement is not None:
+            response.headers["x-lift-enforcement"] = enforcement_header(enforcement)
         return {
             "text": gen.text,
             "json": gen.json,
@@ -141,6 +153,7 @@ def v1_router(d: Dispatcher) -> APIRouter:
             "timings": timings(gen, queue_ms, t0).model_dump(),
             "finish_reason": gen.finish_reason,
             "model": d.model_of(gen),
+            "enforcement": enforcement,
         }
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)

@@ -139,6 +139,22 @@ class GenerateRequest(_Req):
     grammar_backend: Optional[Backend] = None
 
 
+class ValidatedKeyword(BaseModel):
+    keyword: str
+    pointer: str
+    reason: str
+
+
+class EnforcementOut(BaseModel):
+    """How the constraint was enforced (also the ``x-lift-enforcement`` header)."""
+
+    mode: Literal["grammar", "grammar+validation"] = Field(
+        description="grammar: the grammar is the schema's constraint; grammar+validation: a looser grammar (the "
+                    "keywords below left out), every sample validated against the full schema and resampled")
+    samples: int = Field(description="Generations it took (>1 only for grammar+validation)")
+    validated_keywords: list[ValidatedKeyword] = Field(default_factory=list)
+
+
 class GenerateResponse(BaseModel):
     text: str
     json_: Optional[Any] = Field(None, alias="json", description="Parsed output when json_schema was given")
@@ -146,6 +162,7 @@ class GenerateResponse(BaseModel):
     timings: TimingsOut
     finish_reason: str
     model: str
+    enforcement: Optional[EnforcementOut] = None
 
     model_config = ConfigDict(populate_by_name=True)
 

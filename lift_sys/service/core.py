@@ -57,6 +57,18 @@ class GenerationResult:
     completion: Completion
     grammar_backend: str | None
     compile_cache_hit: bool = False
+    # How the constraint was enforced: "grammar" (the grammar is the schema's constraint), "grammar+validation"
+    # (a looser grammar; every sample validated against the full schema, resampled on failure), None (free text).
+    enforcement: str | None = None
+    samples: int = 1
+    relaxed: tuple[Any, ...] = ()  # Relaxation per keyword + pointer the grammar left to validation
+
+    def enforcement_info(self) -> dict[str, Any] | None:
+        """What a response says about enforcement (None for free text)."""
+        if self.enforcement is None:
+            return None
+        return {"mode": self.enforcement, "samples": self.samples,
+                "validated_keywords": [r.to_dict() for r in self.relaxed if not r.exact]}
 
     @property
     def finish_reason(self) -> str:
@@ -133,6 +145,9 @@ _BUILTINS = (_IR_GRAMMAR, _CODE_GRAMMAR, _CODE_BLOCK_GRAMMAR)
 # An IR needs a few hundred tokens; a truncation at a budget this large is a ramble worth resampling,
 # one below it is the caller's budget (resampling would only truncate again).
 _RESAMPLE_TRUNCATION_AT = 512
+
+# Enforced mode (a looser grammar + validation against the full schema): samples before a 422 schema_not_enforced.
+ENFORCE_SAMPLES = 3
 
 
 def _unusable_examples(spec: IRSpec) -> dict[int, str]:
@@ -248,6 +263,30 @@ class InferenceService:
         compiled = self.grammar_cache.get(spec, name, vocab)
         return Constraint(spec=spec, backend=name, compiled=compiled)
 
+    def _enforced_constraint(self, spec: GrammarSpec, backend: str | None) -> tuple[Constraint, tuple[Any, ...]]:
+        """A caller's JSON schema in enforced mode: its exact grammar, or a looser one plus what it leaves out.
+
+        See :mod:`lift_sys.generation.grammar.relax`. Remote engine: the
+        looser schema is what is sent.
+        """
+        name = backend or self.default_backend
+        vocab = self.engine.vocabulary()
+        if vocab is not None:
+            compiled = self.grammar_cache.get(spec, name, vocab, relax=True)
+            if not compiled.relaxed:
+                return Constraint(spec=spec, backend=name, compiled=compiled), ()
+            return Constraint(spec=compiled.spec or spec, backend=name, compiled=compiled), compiled.relaxed
+        from lift_sys.errors import UnsupportedSchemaError
+        from lift_sys.generation.grammar.relax import relax_schema
+
+        try:
+            return self.constraint_for(spec, name), ()
+        except UnsupportedSchemaError:
+            looser, relaxed = relax_schema(spec.source, name)
+            if not relaxed:
+                raise
+            return self.constraint_for(GrammarSpec.json_schema(looser), name), tuple(relaxed)
+
     def generate(
         self,
         messages: list[ChatMessage] | str,
@@ -281,57 +320,100 @@ class InferenceService:
             prepare_validator(spec.source, schema_key=spec.key)  # before any work: 400 if it cannot be checked
         try:
             t0 = time.perf_counter()
-            constraint = self.constraint_for(spec, options.grammar_backend) if spec is not None else None
+            relaxed: tuple[Any, ...] = ()
+            if caller_schema and spec.kind == "json_schema" and isinstance(spec.source, dict):
+                constraint, relaxed = self._enforced_constraint(spec, options.grammar_backend)
+            else:
+                constraint = self.constraint_for(spec, options.grammar_backend) if spec is not None else None
             compile_ms = (time.perf_counter() - t0) * 1000
-            watch, hook, token = None, on_text, cancel
-            if stop_runaway:
-                watch, token = RunawayWatch(), _LinkedCancel(cancel)
-
-                def hook(piece: str) -> None:
-                    if watch.feed(piece):
-                        token.cancel()
-                    if on_text is not None:
-                        on_text(piece)
-
-            completion = self.engine.generate(messages, options, constraint, on_text=hook, cancel=token)
-            completion.timings.compile_ms = compile_ms
-            result = GenerationResult(
-                text=completion.text,
-                json=None,
-                completion=completion,
-                grammar_backend=constraint.backend if constraint else None,
-                compile_cache_hit=bool(constraint and constraint.compiled and constraint.compiled.cache_hit),
-            )
-            self._count(result)
-            if completion.finish_reason == "cancelled":
-                if watch is not None and watch.fired and not (cancel is not None and cancel.cancelled):
-                    raise RunawayOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
-                raise Cancelled("the client went away; generation stopped")
-            if spec is not None and completion.finish_reason == "length":
-                raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
-            if spec is not None and spec.kind == "json_schema" and completion.finish_reason == "stop":
+            validated = any(not r.exact for r in relaxed)
+            # Enforced by validation: up to ENFORCE_SAMPLES samples, each checked against the full schema; nothing
+            # is streamed before a sample passes (a stream never shows output that is then taken back).
+            tries = ENFORCE_SAMPLES if validated else 1
+            for attempt in range(tries):
+                opts = options if attempt == 0 else replace(
+                    options, temperature=max(options.temperature, 0.7), seed=(options.seed or 0) + 7919 * attempt)
                 try:
-                    try:
-                        result.json = json.loads(completion.text)
-                    except json.JSONDecodeError as exc:
-                        raise OutputValidationError(
-                            f"constrained output is not JSON ({exc}); the {result.grammar_backend} backend did not "
-                            "enforce the schema",
-                            detail={"text": completion.text},
-                        ) from None
-                    validate_json(result.json, spec.source, schema_key=spec.key, trusted=not caller_schema)
-                except OutputValidationError as exc:
-                    if not caller_schema:
-                        raise  # our own IR/code schema: a server bug, reported as such
+                    result = self._generate_once(messages, spec, constraint, opts, compile_ms, caller_schema,
+                                                 on_text=None if validated else on_text, cancel=cancel,
+                                                 stop_runaway=stop_runaway)
+                except SchemaNotEnforced as exc:
+                    if not validated:
+                        raise
+                    if attempt + 1 < tries:
+                        continue
+                    failed = exc.detail.get("validator")
+                    names = sorted({r.keyword for r in relaxed if not r.exact})
                     raise SchemaNotEnforced(
-                        f"{exc.message} (the {result.grammar_backend} backend accepted this schema but does not "
-                        "enforce it the way JSON Schema defines it; simplify the failing part)",
-                        detail={**exc.detail, "text": completion.text},
+                        f"{exc.message.split(' (the ')[0]}, in each of {tries} samples: the {constraint.backend} "
+                        f"grammar cannot express {', '.join(repr(n) for n in names)} (at "
+                        f"{', '.join(sorted({r.pointer or '/' for r in relaxed if not r.exact}))}), so outputs are "
+                        "validated against the full schema and resampled; none passed"
+                        + (f" (failing keyword: {failed!r})" if failed else ""),
+                        detail={**exc.detail, "samples": tries, "enforcement": "grammar+validation",
+                                "validated_keywords": [r.to_dict() for r in relaxed if not r.exact]},
                     ) from None
-            return result
+                result.enforcement = None if spec is None else "grammar+validation" if validated else "grammar"
+                result.samples = attempt + 1
+                result.relaxed = relaxed
+                if validated and on_text is not None and result.text:
+                    on_text(result.text)
+                return result
+            raise AssertionError("unreachable")
         except Exception as exc:
             self._count_failure(exc)
             raise
+
+    def _generate_once(self, messages: list[ChatMessage], spec: GrammarSpec | None, constraint: Constraint | None,
+                       options: GenerateOptions, compile_ms: float, caller_schema: bool, *,
+                       on_text: OnText | None, cancel: CancelToken | None, stop_runaway: bool) -> GenerationResult:
+        """One sample of :meth:`generate`: decode, then truncation and validation against ``spec`` (the full schema)."""
+        watch, hook, token = None, on_text, cancel
+        if stop_runaway:
+            watch, token = RunawayWatch(), _LinkedCancel(cancel)
+
+            def hook(piece: str) -> None:
+                if watch.feed(piece):
+                    token.cancel()
+                if on_text is not None:
+                    on_text(piece)
+
+        completion = self.engine.generate(messages, options, constraint, on_text=hook, cancel=token)
+        completion.timings.compile_ms = compile_ms
+        result = GenerationResult(
+            text=completion.text,
+            json=None,
+            completion=completion,
+            grammar_backend=constraint.backend if constraint else None,
+            compile_cache_hit=bool(constraint and constraint.compiled and constraint.compiled.cache_hit),
+        )
+        self._count(result)
+        if completion.finish_reason == "cancelled":
+            if watch is not None and watch.fired and not (cancel is not None and cancel.cancelled):
+                raise RunawayOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
+            raise Cancelled("the client went away; generation stopped")
+        if spec is not None and completion.finish_reason == "length":
+            raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
+        if spec is not None and spec.kind == "json_schema" and completion.finish_reason == "stop":
+            try:
+                try:
+                    result.json = json.loads(completion.text)
+                except json.JSONDecodeError as exc:
+                    raise OutputValidationError(
+                        f"constrained output is not JSON ({exc}); the {result.grammar_backend} backend did not "
+                        "enforce the schema",
+                        detail={"text": completion.text},
+                    ) from None
+                validate_json(result.json, spec.source, schema_key=spec.key, trusted=not caller_schema)
+            except OutputValidationError as exc:
+                if not caller_schema:
+                    raise  # our own IR/code schema: a server bug, reported as such
+                raise SchemaNotEnforced(
+                    f"{exc.message} (the {result.grammar_backend} backend accepted this schema but does not "
+                    "enforce it the way JSON Schema defines it; simplify the failing part)",
+                    detail={**exc.detail, "text": completion.text},
+                ) from None
+        return result
 
     # ------------------------------------------------------------------ IR
 

@@ -110,6 +110,15 @@ class CompiledGrammar:
     compile_ms: float
     _factory: Callable[[], Matcher] = field(repr=False)
     cache_hit: bool = False
+    # Enforced mode (:mod:`.relax`): what this grammar leaves out of the caller's schema, one Relaxation per
+    # keyword and pointer; () when it is the schema's exact constraint.
+    relaxed: tuple[Any, ...] = ()
+    spec: "GrammarSpec | None" = None  # the spec compiled (the looser one when relaxed)
+
+    @property
+    def validation_needed(self) -> bool:
+        """The grammar is looser than the schema: outputs must be validated (and resampled) to enforce it."""
+        return any(not r.exact for r in self.relaxed)
 
     def matcher(self) -> Matcher:
         return self._factory()

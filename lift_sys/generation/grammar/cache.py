@@ -24,9 +24,18 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
+from typing import Any
 
-from lift_sys.errors import GrammarCompileError, GrammarCompileTimeout, InvalidRequest, LiftError, Overloaded
+from lift_sys.errors import (
+    GrammarCompileError,
+    GrammarCompileTimeout,
+    InvalidRequest,
+    LiftError,
+    Overloaded,
+    UnsupportedSchemaError,
+)
 from lift_sys.generation.grammar.lint import name_compile_error
+from lift_sys.generation.grammar.relax import MAX_COMPILE_RELAXATIONS, relax_at, relax_schema
 from lift_sys.generation.grammar.base import (
     CompiledGrammar,
     GrammarBackend,
@@ -82,6 +91,7 @@ class GrammarCache:
         self._overran: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._overrunning = 0  # compiles past their time box, still holding a thread
         self._pinned: set[str] = set()
+        self._relaxed: OrderedDict[tuple[str, str], tuple[GrammarSpec, tuple]] = OrderedDict()
         self.stats = CacheStats()
 
     def pin(self, spec: GrammarSpec) -> None:
@@ -118,7 +128,59 @@ class GrammarCache:
         with self._lock:
             self._overrunning -= 1
 
-    def get(self, spec: GrammarSpec, backend_name: str | None, vocab: Vocabulary) -> CompiledGrammar:
+    def get(self, spec: GrammarSpec, backend_name: str | None, vocab: Vocabulary, *,
+            relax: bool = False) -> CompiledGrammar:
+        """The compiled grammar of ``spec`` (cached); refusals name keyword and pointer.
+
+        ``relax`` (enforced mode, caller schemas only): where the lint or the
+        backend's compiler refuses a keyword the grammar cannot express but
+        validation can check (:mod:`.relax`), compile the looser schema
+        instead; the result's ``relaxed`` says what was left out. Without it
+        (the default) such a schema is refused, as before.
+        """
+        if not relax or spec.kind != "json_schema" or not isinstance(spec.source, dict):
+            return self._get(spec, backend_name, vocab)
+        backend = get_backend(backend_name)
+        memo_key = (backend.name, spec.key)
+        with self._lock:
+            memo = self._relaxed.get(memo_key)
+        if memo is not None:
+            compiled = self._get(memo[0], backend.name, vocab)
+            return replace(compiled, relaxed=memo[1], spec=memo[0])
+        schema: Any = spec.source
+        relaxations: list[Any] = []
+        try:
+            backend.lint(spec)
+        except UnsupportedSchemaError:
+            from lift_sys.generation.grammar.schema_guard import sanitize_schema
+
+            schema, relaxations = relax_schema(sanitize_schema(spec.source, spec.key), backend.name)
+            if not relaxations:
+                raise
+            # what relaxing cannot help (a reference, a compile-time bound) is refused by name, as before
+            backend.lint(GrammarSpec.json_schema(schema))
+        for rounds in range(MAX_COMPILE_RELAXATIONS + 1):
+            current = GrammarSpec.json_schema(schema) if relaxations else spec
+            try:
+                compiled = self._get(current, backend.name, vocab)
+            except UnsupportedSchemaError as exc:
+                step = relax_at(schema, exc.keyword, exc.pointer, backend.name) \
+                    if rounds < MAX_COMPILE_RELAXATIONS else None
+                if step is None:
+                    raise
+                schema, relaxation = step
+                relaxations.append(relaxation)
+                continue
+            if not relaxations:
+                return compiled
+            with self._lock:
+                self._relaxed[memo_key] = (current, tuple(relaxations))
+                while len(self._relaxed) > 256:
+                    self._relaxed.popitem(last=False)
+            return replace(compiled, relaxed=tuple(relaxations), spec=current)
+        raise AssertionError("unreachable")
+
+    def _get(self, spec: GrammarSpec, backend_name: str | None, vocab: Vocabulary) -> CompiledGrammar:
         backend = get_backend(backend_name)
         key = (backend.name, spec.key, vocab.fingerprint)
         with self._lock:

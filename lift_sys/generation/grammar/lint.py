@@ -80,6 +80,8 @@ cannot be interrupted, so past these it would hold a compile thread long
 after its time box."""
 
 
+_LOOKAROUND = re.compile(r"\(\?<?[=!]")
+
 _STRING_KW = ("minLength", "maxLength", "pattern", "format")
 _NUMBER_KW = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 _COUNT_KW = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
@@ -182,6 +184,13 @@ def lint_schema(schema: Any, backend: str) -> None:
         if backend == "xgrammar" and isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1:
             # measured on 0.2.8: {"allOf": [{"type": "integer"}, {"minimum": 3}]} admits any JSON value
             raise UnsupportedSchemaError("allOf", pointer, backend, "xgrammar drops an allOf of more than one subschema")
+        if backend == "xgrammar" and "format" in node and ("minLength" in node or "maxLength" in node):
+            # measured on 0.2.8: "format combined with minLength/maxLength is not supported; ignoring minLength/maxLength"
+            which = "minLength" if "minLength" in node else "maxLength"
+            raise UnsupportedSchemaError(which, pointer, backend, "xgrammar ignores string length beside a format")
+        if backend == "xgrammar" and isinstance(node.get("pattern"), str) and _LOOKAROUND.search(node["pattern"]):
+            # measured on 0.2.8: "Lookahead assertion is not supported and is ignored" -- a looser regex
+            raise UnsupportedSchemaError("pattern", pointer, backend, "xgrammar ignores lookaround assertions")
         if backend == "xgrammar" and "pattern" in node and ("minLength" in node or "maxLength" in node):
             which = "minLength" if "minLength" in node else "maxLength"
             raise UnsupportedSchemaError(

@@ -1,0 +1,393 @@
+"""Enforced mode: a looser grammar for what a backend cannot express, then the full schema by validation.
+
+The lint (:mod:`.lint`) refuses a keyword the chosen backend would not
+enforce -- ``not``, ``if``/``then``/``else``, ``uniqueItems``, ``contains``,
+dependencies, ``unevaluated*``, an unknown ``format``, llguidance's and
+xgrammar's ``oneOf`` ... Refusing is safe but leaves the caller without an
+answer. Every one of those keywords only *narrows* what is valid, so
+removing it gives a grammar whose language is a superset of the schema's:
+every valid instance is still accepted, and the ones the grammar lets
+through that the schema does not are caught by the reference validator
+(jsonschema-rs) on the full schema, then resampled (the service does that,
+and says ``enforcement: grammar+validation``).
+
+:func:`relax_schema` returns the looser schema and what it did, one
+:class:`Relaxation` per keyword and JSON pointer. Some rewrites keep the
+meaning exactly (``oneOf`` of mutually exclusive branches as ``anyOf``, an
+``enum`` filtered by its sibling constraints, ``2.0`` as ``2``); those are
+marked ``exact`` and need no validation. Never relaxed, so still refused by
+name: anything of the schema guard (references, ``$id``, cycles, dialect
+machinery), xgrammar's optional-property limits (a compile-time bound), a
+reference into a part that would be removed, and any keyword whose removal
+would lift a bound the grammar does enforce (lengths, item counts, ``enum``,
+``required``, ``additionalProperties``) -- but ``minLength``/``maxLength``
+beside a ``pattern`` on xgrammar, which it already ignores there.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lift_sys.errors import UnsupportedSchemaError
+from lift_sys.generation.grammar.lint import _EXTRA, _FORMATS, _LOOKAROUND, _NEVER, _NUMBER_KW, _STRING_KW, _escape
+
+# Keywords whose removal only loosens the grammar (never a reference, never a bound the grammar enforces).
+RELAXABLE = frozenset(set(_NEVER) - {"$dynamicRef", "$recursiveRef"}) | {
+    "oneOf", "propertyNames", "minProperties", "maxProperties", "patternProperties", "multipleOf", "format",
+}
+# Named by a backend's *compile* error (after the lint passed): relaxed the same way, one at a time.
+COMPILE_RELAXABLE = frozenset({"pattern", "format", "patternProperties", "multipleOf", "oneOf"})
+MAX_COMPILE_RELAXATIONS = 4
+
+_APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "dependentSchemas")
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """One keyword the grammar does not enforce (``exact``: rewritten with the same meaning)."""
+
+    keyword: str
+    pointer: str
+    reason: str
+    exact: bool = False
+
+    def to_dict(self) -> dict[str, str]:
+        return {"keyword": self.keyword, "pointer": self.pointer or "/", "reason": self.reason}
+
+
+class _NotRelaxable(Exception):
+    pass
+
+
+def _pointer_tokens(ref: str) -> tuple[str, ...] | None:
+    from urllib.parse import unquote
+
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    frag = unquote(ref[1:])
+    if not frag:
+        return ()
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in frag.split("/")[1:])
+
+
+def _ref_targets(schema: Any) -> list[tuple[str, ...]]:
+    """Every same-document ``$ref`` target in the document (the guard allows no other kind)."""
+    out: list[tuple[str, ...]] = []
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            target = _pointer_tokens(node.get("$ref")) if "$ref" in node else None
+            if target is not None:
+                out.append(target)
+            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    return out
+
+
+def _ptr(path: tuple[str, ...]) -> str:
+    return "".join("/" + _escape(t) for t in path)
+
+
+class _Relaxer:
+    def __init__(self, root: dict[str, Any], backend: str) -> None:
+        self.root = root
+        self.backend = backend
+        self.extra = _EXTRA.get(backend, {})
+        self.formats = _FORMATS.get(backend, set())
+        self.refs = _ref_targets(root)
+        self.done: list[Relaxation] = []
+        self._validity: Callable[[Any, Any], bool] | None = None
+
+    # -- helpers
+    def note(self, keyword: str, path: tuple[str, ...], reason: str, exact: bool = False) -> None:
+        self.done.append(Relaxation(keyword, _ptr(path), reason, exact))
+
+    def referenced_under(self, path: tuple[str, ...]) -> bool:
+        n = len(path)
+        return any(t[:n] == path for t in self.refs)
+
+    def remove(self, node: dict[str, Any], path: tuple[str, ...], keyword: str, reason: str) -> None:
+        if keyword not in node:
+            return
+        if self.referenced_under((*path, keyword)):
+            raise _NotRelaxable(keyword, _ptr(path), "a $ref points into it, so it cannot be left to validation")
+        del node[keyword]
+        self.note(keyword, path, reason)
+
+    def valid(self, value: Any, sub: Any) -> bool:
+        if self._validity is None:
+            from lift_sys.generation.grammar.conformance import subschema_validity
+
+            self._validity = subschema_validity(self.root_original)
+        try:
+            return self._validity(value, sub)
+        except Exception:  # noqa: BLE001 - an unreadable sibling: keep the value, validation decides
+            return True
+
+    # -- the walk
+    def walk(self, node: Any, path: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        self.relax_node(node, path)
+        for key in ("additionalProperties", "items", "contains", "propertyNames", "unevaluatedItems",
+                    "unevaluatedProperties", "additionalItems", "not", "if", "then", "else"):
+            if isinstance(node.get(key), dict):
+                self.walk(node[key], (*path, key))
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            if isinstance(node.get(key), list):
+                for i, sub in enumerate(node[key]):
+                    self.walk(sub, (*path, key, str(i)))
+        for key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
+            if isinstance(node.get(key), dict):
+                for name, sub in node[key].items():
+                    self.walk(sub, (*path, key, name))
+
+    def relax_node(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        xgr = self.backend == "xgrammar"
+        # Exact rewrites first: decimal counts, enum filtered by its siblings (xgrammar ignores siblings of enum).
+        for keyword in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
+                        "minContains", "maxContains"):
+            value = node.get(keyword)
+            if isinstance(value, float) and value.is_integer():
+                node[keyword] = int(value)
+                self.note(keyword, path, "a count written as a decimal, read as the integer", exact=True)
+        if xgr:
+            self.xgrammar_enum(node, path)
+            for _ in range(4):  # a merged allOf may bring a oneOf, a oneOf beside anyOf becomes an allOf entry
+                if "oneOf" in node:
+                    self.one_of(node, path)
+                if not (isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1):
+                    break
+                self.xgrammar_allof(node, path)
+        # Keywords no grammar enforces.
+        if node.get("uniqueItems") is False:
+            del node["uniqueItems"]
+        self.remove(node, path, "not", "negation is checked by validation")
+        for keyword in ("if", "then", "else"):
+            self.remove(node, path, keyword, "conditional schemas are checked by validation")
+        self.remove(node, path, "uniqueItems", "uniqueness is checked by validation")
+        for keyword in ("contains", "minContains", "maxContains"):
+            self.remove(node, path, keyword, "'contains' is checked by validation")
+        for keyword in ("dependentRequired", "dependentSchemas", "dependencies"):
+            self.remove(node, path, keyword, "dependencies between properties are checked by validation")
+        self.unevaluated(node, path)
+        fmt = node.get("format")
+        if "format" in node and not (isinstance(fmt, str) and fmt in self.formats):
+            self.remove(node, path, "format", f"format {fmt!r} is checked by validation")
+        # Backend-specific.
+        if "oneOf" in node and "oneOf" in self.extra:
+            self.one_of(node, path)
+        for keyword in ("propertyNames", "minProperties", "maxProperties", "multipleOf"):
+            if keyword in self.extra:
+                self.remove(node, path, keyword, f"not enforced by {self.backend}; checked by validation")
+        if "patternProperties" in node and "patternProperties" in self.extra:
+            self.pattern_properties(node, path)
+        if xgr:
+            self.xgrammar_untyped(node, path)
+
+    def unevaluated(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        in_place = any(k in node for k in _APPLICATORS)
+        if "unevaluatedProperties" in node and not in_place and "additionalProperties" not in node \
+                and "patternProperties" not in node and not self.referenced_under((*path, "unevaluatedProperties")):
+            node["additionalProperties"] = node.pop("unevaluatedProperties")  # no applicator: the same thing
+            self.note("unevaluatedProperties", path, "read as additionalProperties (no applicator beside it)", True)
+        else:
+            self.remove(node, path, "unevaluatedProperties", "checked by validation")
+        if "unevaluatedItems" in node and not in_place and "items" not in node \
+                and not self.referenced_under((*path, "unevaluatedItems")):
+            node["items"] = node.pop("unevaluatedItems")
+            self.note("unevaluatedItems", path, "read as items (no applicator beside it)", True)
+        else:
+            self.remove(node, path, "unevaluatedItems", "checked by validation")
+
+    def one_of(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        branches = node["oneOf"]
+        if self.referenced_under((*path, "oneOf")):
+            raise _NotRelaxable("oneOf", _ptr(path), "a $ref points into it, so it cannot be left to validation")
+        exact = isinstance(branches, list) and (len(branches) <= 1 or _exclusive(branches))
+        del node["oneOf"]
+        if "anyOf" in node:
+            node.setdefault("allOf", []).append({"anyOf": branches})
+        else:
+            node["anyOf"] = branches
+        self.note("oneOf", path, "branches are mutually exclusive: read as anyOf" if exact else
+                  "read as anyOf by the grammar; exclusivity checked by validation", exact)
+
+    def pattern_properties(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        if self.referenced_under((*path, "patternProperties")):
+            raise _NotRelaxable("patternProperties", _ptr(path), "a $ref points into it")
+        patterns = [s for s in node["patternProperties"].values()]
+        del node["patternProperties"]
+        ap = node.get("additionalProperties")
+        if ap is False:
+            node["additionalProperties"] = patterns[0] if len(patterns) == 1 else {"anyOf": patterns}
+        elif isinstance(ap, dict):
+            node["additionalProperties"] = {"anyOf": [ap, *patterns]}
+        self.note("patternProperties", path, "read as additional properties; the patterns are checked by validation")
+
+    def xgrammar_enum(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        if "enum" not in node and "const" not in node:
+            return
+        siblings = [k for k in node if k in _STRING_KW + _NUMBER_KW + (
+            "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "items", "prefixItems",
+            "properties", "required")]
+        if not siblings:
+            return
+        rest = {k: v for k, v in node.items() if k not in ("enum", "const")}
+        if "const" in node:
+            if not self.valid(node["const"], rest):
+                return  # unsatisfiable: the lint's refusal stands
+        else:
+            if not isinstance(node["enum"], list):
+                return
+            kept = [v for v in node["enum"] if self.valid(v, rest)]
+            if not kept:
+                return
+            node["enum"] = kept
+        for k in siblings:
+            del node[k]
+        self.note(siblings[0], path, "constraints beside enum/const: the values that meet them are kept", True)
+
+    def xgrammar_allof(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        subs = node.get("allOf")
+        if not (isinstance(subs, list) and len(subs) > 1):
+            return
+        if self.referenced_under((*path, "allOf")) or not all(isinstance(s, dict) for s in subs):
+            raise _NotRelaxable("allOf", _ptr(path), "xgrammar drops an allOf of more than one subschema")
+        del node["allOf"]
+        merged = False
+        for sub in subs:
+            for key, value in sub.items():
+                if key not in node:
+                    node[key] = copy.deepcopy(value)
+                elif key == "properties" and isinstance(node[key], dict) and isinstance(value, dict):
+                    for name, prop in value.items():
+                        node[key].setdefault(name, copy.deepcopy(prop))
+                elif key == "required" and isinstance(node[key], list) and isinstance(value, list):
+                    node[key] = node[key] + [r for r in value if r not in node[key]]
+                elif node[key] != value:
+                    merged = True  # a conflicting keyword: the first one kept, the other left to validation
+        self.refs = _ref_targets(self.root)
+        self.note("allOf", path, "merged into one subschema" + ("; conflicting keywords checked by validation"
+                                                                  if merged else "; checked by validation"))
+
+    def xgrammar_untyped(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        if "type" not in node:
+            for keyword in _STRING_KW + _NUMBER_KW + ("minItems", "maxItems"):
+                self.remove(node, path, keyword, "xgrammar ignores it without a 'type'; checked by validation")
+            if "required" in node and "properties" not in node:
+                self.remove(node, path, "required", "xgrammar ignores it without a 'type'; checked by validation")
+        required = node.get("required")
+        if isinstance(required, list) and required:
+            props = node.get("properties")
+            if props is None:
+                props = node["properties"] = {}
+            if isinstance(props, dict):
+                ap = node.get("additionalProperties", True)
+                patterned = any(r.keyword == "patternProperties" and r.pointer == _ptr(path) for r in self.done)
+                for name in required:
+                    if name not in props and ap is not False:
+                        props[name] = copy.deepcopy(ap) if isinstance(ap, dict) else {}
+                        self.note("required", path, f"{name!r} declared in properties (xgrammar ignores it otherwise)",
+                                  exact=not patterned)
+        if isinstance(node.get("pattern"), str) and _LOOKAROUND.search(node["pattern"]):
+            self.remove(node, path, "pattern", "xgrammar ignores lookaround assertions; checked by validation")
+        if "pattern" in node or "format" in node:
+            for keyword in ("minLength", "maxLength"):
+                self.remove(node, path, keyword, "xgrammar ignores string length beside a pattern or format; checked by validation")
+
+
+def _type_set(branch: Any) -> set[str] | None:
+    t = branch.get("type") if isinstance(branch, dict) else None
+    types = {t} if isinstance(t, str) else set(t) if isinstance(t, list) else None
+    if types and "integer" in types:
+        types.add("number")
+    if types and "number" in types:
+        types.add("integer")
+    return types
+
+
+def _discriminator(branch: Any) -> dict[str, set[str]]:
+    """property name -> the values a branch requires it to have (const/enum of a required property)."""
+    out: dict[str, set[str]] = {}
+    if not isinstance(branch, dict) or not isinstance(branch.get("properties"), dict):
+        return out
+    required = branch.get("required") if isinstance(branch.get("required"), list) else []
+    for name in required:
+        prop = branch["properties"].get(name)
+        if isinstance(prop, dict) and "const" in prop:
+            out[name] = {json.dumps(prop["const"], sort_keys=True)}
+        elif isinstance(prop, dict) and isinstance(prop.get("enum"), list):
+            out[name] = {json.dumps(v, sort_keys=True) for v in prop["enum"]}
+    return out
+
+
+def _exclusive(branches: list[Any]) -> bool:
+    """No instance can match two branches: disjoint types, or a required discriminator with disjoint values."""
+    for i, a in enumerate(branches):
+        for b in branches[i + 1:]:
+            ta, tb = _type_set(a), _type_set(b)
+            if ta and tb and not (ta & tb):
+                continue
+            da, db = _discriminator(a), _discriminator(b)
+            if any(k in db and not (v & db[k]) for k, v in da.items()):
+                continue
+            return False
+    return True
+
+
+def relax_schema(schema: Any, backend: str) -> tuple[Any, list[Relaxation]]:
+    """The looser schema ``backend`` can compile, and each relaxation (keyword + pointer).
+
+    ``schema`` is as the guard returns it (2020-12, self-contained). Raises
+    :class:`UnsupportedSchemaError` naming keyword and pointer when a part
+    cannot be relaxed (a ``$ref`` into it). The result still goes through the
+    lint: whatever is not relaxable is refused there, by name.
+    """
+    if not isinstance(schema, dict):
+        return schema, []
+    work = copy.deepcopy(schema)
+    relaxer = _Relaxer(work, backend)
+    relaxer.root_original = schema
+    try:
+        relaxer.walk(work, ())
+    except _NotRelaxable as exc:
+        keyword, pointer, reason = exc.args
+        raise UnsupportedSchemaError(keyword, pointer, backend, reason) from None
+    return work, relaxer.done
+
+
+def relax_at(schema: Any, keyword: str, pointer: str, backend: str) -> tuple[Any, Relaxation] | None:
+    """Drop (or, for oneOf/patternProperties, rewrite) one keyword a backend's compiler refused; None if not allowed."""
+    if keyword not in COMPILE_RELAXABLE or not isinstance(schema, dict):
+        return None
+    path = tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]) if pointer not in ("", "/") \
+        else ()
+    work = copy.deepcopy(schema)
+    node: Any = work
+    for token in path:
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    if not isinstance(node, dict) or keyword not in node:
+        return None
+    relaxer = _Relaxer(work, backend)
+    relaxer.root_original = schema
+    try:
+        if keyword == "oneOf":
+            relaxer.one_of(node, path)
+        elif keyword == "patternProperties":
+            relaxer.pattern_properties(node, path)
+        else:
+            relaxer.remove(node, path, keyword, f"{backend} cannot compile it; checked by validation")
+    except _NotRelaxable:
+        return None
+    return work, relaxer.done[-1]

@@ -1,0 +1,252 @@
+"""Enforced mode: a looser grammar for what a backend cannot express, every output validated, resampled, or a 422.
+
+Grammar level (no model, byte vocabulary): each relaxation names keyword and
+pointer, the looser grammar still accepts every valid instance (only the
+validator may reject), and what cannot be relaxed is still refused by name.
+Service level (scripted engine): resampling, streaming only validated text,
+the 422 after the last sample. Server level (the embedded model, real
+uvicorn): a schema with ``uniqueItems`` / ``not`` / an overlapping ``oneOf``
+is served and its 200 validates against the full schema; an unsatisfiable
+one is a 422 naming the keyword; a refused one still names keyword + pointer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import jsonschema
+import pytest
+
+from lift_sys.errors import SchemaNotEnforced, SchemaRefused, UnsupportedSchemaError
+from lift_sys.generation.engines.fake import FakeEngine
+from lift_sys.generation.grammar import GrammarCache, GrammarSpec
+from lift_sys.generation.grammar.conformance import byte_vocabulary, run_instance, serialize, subschema_validity
+from lift_sys.generation.grammar.lint import XGRAMMAR_MAX_OPTIONAL_PROPERTIES
+from lift_sys.generation.grammar.relax import relax_schema
+from lift_sys.generation.options import GenerateOptions
+from lift_sys.service.core import ENFORCE_SAMPLES, InferenceService, guard_spec
+
+from .conftest import requires_xgrammar
+
+VOCAB = byte_vocabulary()
+BACKENDS = ["llguidance", pytest.param("xgrammar", marks=requires_xgrammar)]
+
+UNIQUE = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 3, "maxItems": 3,
+          "uniqueItems": True}
+NOT_EMPTY = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}}, "required": ["name"],
+             "additionalProperties": False, "not": {"properties": {"name": {"const": ""}}}}
+NEVER = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["a"],
+         "additionalProperties": False, "not": {"required": ["a"]}}  # no instance: every looser output fails
+
+# (schema, keyword, pointer, a valid instance, an invalid instance the looser grammar lets through)
+CASES = [
+    (UNIQUE, "uniqueItems", "/", [1, 2, 3], [1, 1, 2]),
+    (NOT_EMPTY, "not", "/", {"name": "Ada"}, {"name": ""}),
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+      "if": {"required": ["a"]}, "then": {"required": ["b"]}}, "if", "/", {"a": 1, "b": 2}, {"a": 1}),
+    ({"type": "object", "properties": {"v": {"oneOf": [{"type": "number", "maximum": 10}, {"type": "integer"}]}}},
+     "oneOf", "/properties/v", {"v": 2.5}, {"v": 3}),
+    ({"type": "array", "items": {"type": "integer"}, "contains": {"const": 7}}, "contains", "/", [1, 7], [1, 2]),
+    ({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+      "dependentRequired": {"a": ["b"]}}, "dependentRequired", "/", {"a": "x", "b": "y"}, {"a": "x"}),
+    ({"type": "object", "properties": {"d": {"type": "string", "format": "color-hex"}}}, "format", "/properties/d",
+     {"d": "#fff"}, None),
+    ({"type": "object", "properties": {"a": {"type": "integer"}}, "maxProperties": 1}, "maxProperties", "/",
+     {"a": 1}, None),
+]
+
+
+def _compile(schema, backend, relax=True):
+    spec = guard_spec(GrammarSpec.json_schema(schema))
+    return spec, GrammarCache(max_entries=8, compile_timeout_s=10.0).get(spec, backend, VOCAB, relax=relax)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("schema, keyword, pointer, valid, invalid", CASES, ids=[c[1] for c in CASES])
+def test_looser_grammar_names_what_it_leaves_out_and_accepts_every_valid_instance(backend, schema, keyword, pointer,
+                                                                                   valid, invalid):
+    with pytest.raises(UnsupportedSchemaError):  # without enforced mode: refused, as before
+        _compile(schema, backend, relax=False)
+    spec, compiled = _compile(schema, backend)
+    assert compiled.validation_needed
+    assert any(r.keyword == keyword and (r.pointer or "/") == pointer for r in compiled.relaxed), compiled.relaxed
+    validity = subschema_validity(spec.source)
+    checker = jsonschema.Draft202012Validator(spec.source, format_checker=jsonschema.FormatChecker())
+    assert checker.is_valid(valid)
+    assert run_instance(compiled, serialize(valid, spec.source, validity), VOCAB).accepted  # never fail-closed
+    if invalid is not None:  # the grammar lets it through; only the validator rejects it
+        assert not checker.is_valid(invalid)
+        assert run_instance(compiled, serialize(invalid, spec.source, validity), VOCAB).accepted
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_rewrites_need_no_validation(backend):
+    tagged = {"oneOf": [{"type": "object", "properties": {"k": {"const": "a"}, "x": {"type": "integer"}},
+                         "required": ["k"]},
+                        {"type": "object", "properties": {"k": {"const": "b"}, "y": {"type": "string"}},
+                         "required": ["k"]}]}
+    _, compiled = _compile(tagged, backend)
+    assert [(r.keyword, r.exact) for r in compiled.relaxed] == [("oneOf", True)]
+    assert not compiled.validation_needed
+    _, compiled = _compile({"type": "string", "maxLength": 3.0}, backend)
+    assert [(r.keyword, r.exact) for r in compiled.relaxed] == [("maxLength", True)]
+
+
+@requires_xgrammar
+def test_xgrammar_silent_drops_become_validated_or_exact():
+    # constraints beside enum: the enum filtered by them (exact); a lookaround pattern: left to validation
+    _, compiled = _compile({"enum": [1, "a", "abcd"], "minLength": 3}, "xgrammar")
+    assert compiled.spec.source == {"enum": [1, "abcd"]} and not compiled.validation_needed
+    for text, ok in (("1", True), ('"abcd"', True), ('"a"', False)):
+        assert run_instance(compiled, text, VOCAB).accepted is ok
+    _, compiled = _compile({"type": "string", "pattern": "^(?!foo)[a-z]+$"}, "xgrammar")
+    assert [(r.keyword, r.exact) for r in compiled.relaxed] == [("pattern", False)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_what_cannot_be_relaxed_is_still_refused_by_name(backend):
+    into_not = {"$defs": {"x": {"not": {"type": "null"}}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/x/not"}}}
+    with pytest.raises(UnsupportedSchemaError) as info:
+        _compile(into_not, backend)
+    assert (info.value.keyword, info.value.pointer) == ("not", "/$defs/x") and "$ref" in info.value.message
+    with pytest.raises(SchemaRefused) as refused:  # the guard: never relaxed
+        _compile({"type": "object", "not": {"$ref": "http://example.com/s.json"}}, backend)
+    assert refused.value.keyword == "$ref" and refused.value.pointer == "/not"
+    with pytest.raises(UnsupportedSchemaError) as info:  # an unsatisfiable schema: the compiler's refusal stands
+        _compile({"type": "object", "properties": {"a": {"enum": []}}, "required": ["a"], "uniqueItems": True}, backend)
+    assert info.value.keyword in ("required", "enum")
+
+
+@requires_xgrammar
+def test_xgrammar_compile_time_bound_is_never_relaxed():
+    n = XGRAMMAR_MAX_OPTIONAL_PROPERTIES + 1
+    schema = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(n)}, "not": {}}
+    with pytest.raises(UnsupportedSchemaError) as info:
+        _compile(schema, "xgrammar")
+    assert info.value.keyword == "properties" and info.value.pointer == "/"
+
+
+def test_relax_schema_keeps_the_input_untouched():
+    schema = json.loads(json.dumps(NOT_EMPTY))
+    looser, done = relax_schema(schema, "llguidance")
+    assert schema == NOT_EMPTY and "not" not in looser and [r.keyword for r in done] == ["not"]
+
+
+# ---------------------------------------------------------------- service (scripted engine: the remote path)
+
+
+def test_resamples_until_valid_and_streams_only_the_valid_output():
+    seen: list[GenerateOptions] = []
+    outputs = iter(["[1,1,2]", "[4,4,4]", "[1,2,3]"])
+
+    def responder(messages, params, constraint):
+        seen.append(params)
+        assert "uniqueItems" not in constraint.spec.source  # the looser schema is what an engine gets
+        return next(outputs)
+
+    service = InferenceService(FakeEngine(responder))
+    streamed: list[str] = []
+    result = service.generate("three digits", UNIQUE, GenerateOptions(temperature=0.0, seed=5),
+                              on_text=streamed.append)
+    assert result.json == [1, 2, 3] and result.samples == 3 and result.enforcement == "grammar+validation"
+    assert streamed == ["[1,2,3]"]  # never the rejected samples
+    assert [p.seed for p in seen] == [5, 5 + 7919, 5 + 2 * 7919] and seen[1].temperature >= 0.7
+    assert result.enforcement_info()["validated_keywords"][0]["keyword"] == "uniqueItems"
+
+
+def test_the_last_invalid_sample_is_a_422_naming_the_keyword():
+    service = InferenceService(FakeEngine(['{"a":1}']))
+    with pytest.raises(SchemaNotEnforced) as info:
+        service.generate("x", NEVER, GenerateOptions(max_tokens=20))
+    err = info.value
+    assert "'not'" in err.message and err.detail["samples"] == ENFORCE_SAMPLES
+    assert err.detail["text"] == '{"a":1}' and err.detail["validated_keywords"][0]["keyword"] == "not"
+    assert err.to_dict()["type"] == "schema_not_enforced"
+
+
+def test_an_exact_schema_is_sampled_once():
+    service = InferenceService(FakeEngine(['{"a":1}']))
+    result = service.generate("x", {"type": "object", "properties": {"a": {"type": "integer"}}}, GenerateOptions())
+    assert result.enforcement == "grammar" and result.samples == 1 and result.enforcement_info()["validated_keywords"] == []
+
+
+# ---------------------------------------------------------------- server, real model
+
+
+@pytest.fixture(scope="module")
+def url(service):
+    from lift_sys.server.app import asgi
+    from lift_sys.settings import Settings
+
+    from .serving import running
+
+    with running(asgi(service, Settings())) as u:
+        yield u
+
+
+@pytest.mark.model
+def test_unique_items_and_not_are_served_and_every_200_validates(url):
+    for prompt, schema, keyword in (
+        ("Three different digits as a JSON array, for example [1, 2, 3].", UNIQUE, "uniqueItems"),
+        ("A JSON object with the name of a famous scientist.", NOT_EMPTY, "not"),
+    ):
+        r = httpx.post(url + "/v1/generate", timeout=300, json={
+            "prompt": prompt, "json_schema": schema, "max_tokens": 40, "temperature": 0})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        jsonschema.validate(body["json"], schema)  # the full schema, by the reference validator
+        assert json.loads(body["text"]) == body["json"]
+        enforcement = body["enforcement"]
+        assert enforcement["mode"] == "grammar+validation" and 1 <= enforcement["samples"] <= ENFORCE_SAMPLES
+        assert {"keyword": keyword, "pointer": "/"} in [{k: v[k] for k in ("keyword", "pointer")}
+                                                       for v in enforcement["validated_keywords"]]
+        assert r.headers["x-lift-enforcement"].startswith("grammar+validation; samples=")
+    r = httpx.post(url + "/v1/generate", timeout=300, json={
+        "prompt": "One digit.", "json_schema": {"type": "integer", "minimum": 0, "maximum": 9}, "max_tokens": 4})
+    assert r.status_code == 200 and r.json()["enforcement"] == {"mode": "grammar", "samples": 1,
+                                                                "validated_keywords": []}
+    assert r.headers["x-lift-enforcement"] == "grammar"
+
+
+@pytest.mark.model
+def test_chat_completions_say_how_the_schema_was_enforced(url):
+    schema = {"type": "object", "properties": {"n": {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 99},
+                                                               {"type": "number", "minimum": 100}]}},
+              "required": ["n"], "additionalProperties": False}
+    body = {"model": "x", "messages": [{"role": "user", "content": "A JSON object with a small integer n."}],
+            "temperature": 0, "max_tokens": 30,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}}
+    r = httpx.post(url + "/v1/chat/completions", timeout=300, json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    jsonschema.validate(json.loads(out["choices"][0]["message"]["content"]), schema)
+    assert out["object"] == "chat.completion" and out["enforcement"]["mode"] == "grammar+validation"
+    assert r.headers["x-lift-enforcement"].startswith("grammar+validation")
+    # streamed: the text arrives once validated; the finishing chunk says how
+    with httpx.stream("POST", url + "/v1/chat/completions", timeout=300, json={**body, "stream": True}) as s:
+        assert s.status_code == 200
+        chunks = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c.get("choices"))
+    jsonschema.validate(json.loads(text), schema)
+    assert chunks[-1]["enforcement"]["mode"] == "grammar+validation"
+
+
+@pytest.mark.model
+def test_a_schema_the_looser_grammar_cannot_satisfy_is_a_422_naming_the_keyword(url):
+    r = httpx.post(url + "/v1/generate", timeout=300, json={"prompt": "x", "json_schema": NEVER, "max_tokens": 16})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["type"] == "schema_not_enforced" and "'not'" in err["message"]
+    assert err["detail"]["samples"] == ENFORCE_SAMPLES and err["detail"]["validated_keywords"][0]["pointer"] == "/"
+    assert json.loads(err["detail"]["text"])["a"] in range(10)  # the last output, which failed the full schema
+
+
+@pytest.mark.model
+def test_a_refused_schema_still_names_keyword_and_pointer(url):
+    schema = {"$defs": {"x": {"not": {"type": "null"}}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/x/not"}}}
+    r = httpx.post(url + "/v1/generate", timeout=60, json={"prompt": "x", "json_schema": schema})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "unsupported_schema" and err["detail"]["keyword"] == "not"
+    assert err["detail"]["pointer"] == "/$defs/x"

@@ -127,6 +127,19 @@ def test_xgrammar_compile_time_bound_is_never_relaxed():
     assert info.value.keyword == "properties" and info.value.pointer == "/"
 
 
+def test_a_pattern_the_compiler_cannot_read_is_left_to_validation_at_its_own_pointer():
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^[a-z]+$"},
+                                               "b": {"type": "string", "pattern": "^(?!x)[a-z]+$"}},
+              "required": ["a", "b"]}
+    with pytest.raises(UnsupportedSchemaError) as info:  # llguidance: no look-around
+        _compile(schema, "llguidance", relax=False)
+    assert (info.value.keyword, info.value.pointer) == ("pattern", "/properties/b")
+    spec, compiled = _compile(schema, "llguidance")
+    assert [(r.keyword, r.pointer) for r in compiled.relaxed] == [("pattern", "/properties/b")]
+    assert run_instance(compiled, '{"a":"ab","b":"xy"}', VOCAB).accepted  # only the validator rejects it
+    assert not run_instance(compiled, '{"a":"AB","b":"yy"}', VOCAB).accepted  # /properties/a still in the grammar
+
+
 def test_relax_schema_keeps_the_input_untouched():
     schema = json.loads(json.dumps(NOT_EMPTY))
     looser, done = relax_schema(schema, "llguidance")

@@ -149,9 +149,11 @@ class GrammarCache:
             return replace(compiled, relaxed=memo[1], spec=memo[0])
         schema: Any = spec.source
         relaxations: list[Any] = []
+        refusal: UnsupportedSchemaError | None = None  # the exact schema's, named
         try:
             backend.lint(spec)
-        except UnsupportedSchemaError:
+        except UnsupportedSchemaError as exc:
+            refusal = exc
             from lift_sys.generation.grammar.schema_guard import sanitize_schema
 
             schema, relaxations = relax_schema(sanitize_schema(spec.source, spec.key), backend.name)
@@ -163,6 +165,11 @@ class GrammarCache:
             current = GrammarSpec.json_schema(schema) if relaxations else spec
             try:
                 compiled = self._get(current, backend.name, vocab)
+            except GrammarCompileError as exc:
+                if refusal is None or isinstance(exc, (UnsupportedSchemaError, GrammarCompileTimeout)):
+                    raise
+                # the looser grammar hit a backend limit the exact one never reached: the named refusal stands
+                raise refusal from None
             except UnsupportedSchemaError as exc:
                 step = relax_at(schema, exc.keyword, exc.pointer, backend.name) \
                     if rounds < MAX_COMPILE_RELAXATIONS else None

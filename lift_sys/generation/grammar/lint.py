@@ -245,7 +245,10 @@ def name_compile_error(schema: Any, backend: str, message: str) -> UnsupportedSc
                         return UnsupportedSchemaError(key, pointer, backend, message)
     for phrase, keyword in _COMPILE_KEYWORDS:
         if phrase in message:
-            for pointer, node in nodes:
-                if keyword in node:
-                    return UnsupportedSchemaError(keyword, pointer, backend, message)
+            holders = [(pointer, node) for pointer, node in nodes if keyword in node]
+            if keyword == "pattern":  # the regex the message quotes, when it does (llguidance: "regex parse error:; <re>")
+                quoted = [(p, n) for p, n in holders if isinstance(n["pattern"], str) and n["pattern"] in message]
+                holders = sorted(quoted, key=lambda pn: -len(pn[1]["pattern"])) or holders
+            for pointer, node in holders:
+                return UnsupportedSchemaError(keyword, pointer, backend, message)
     return None

@@ -42,6 +42,12 @@ RELAXABLE = frozenset(set(_NEVER) - {"$dynamicRef", "$recursiveRef"}) | {
 COMPILE_RELAXABLE = frozenset({"pattern", "format", "patternProperties", "multipleOf", "oneOf"})
 MAX_COMPILE_RELAXATIONS = 4
 
+_KNOWN = frozenset({
+    "additionalProperties", "items", "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+    "additionalItems", "not", "if", "then", "else", "anyOf", "oneOf", "allOf", "prefixItems", "properties",
+    "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies", "dependentRequired", "enum",
+    "const", "default", "examples", "required", "type",
+})
 _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "dependentSchemas")
 
 
@@ -146,6 +152,19 @@ class _Relaxer:
             if isinstance(node.get(key), dict):
                 for name, sub in node[key].items():
                     self.walk(sub, (*path, key, name))
+        for key, value in list(node.items()):  # a subschema under a key no draft defines, reached by a $ref
+            if key not in _KNOWN and self.referenced_under((*path, key)):
+                self.walk_unknown(value, (*path, key))
+
+    def walk_unknown(self, value: Any, path: tuple[str, ...]) -> None:
+        """Inside an unknown key: a referenced subschema is walked as one, the rest is data."""
+        if isinstance(value, dict) and path in self.refs:
+            self.walk(value, path)
+            return
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for name, sub in list(items):
+            if self.referenced_under((*path, str(name))):
+                self.walk_unknown(sub, (*path, str(name)))
 
     def relax_node(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
         xgr = self.backend == "xgrammar"

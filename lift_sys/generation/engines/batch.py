@@ -176,11 +176,18 @@ class BatchScheduler:
                 return payload
 
     def stats(self) -> BatchStats:
+        """A snapshot for /metrics; never waits for the decode thread."""
+        while True:
+            try:
+                steps = dict(self._steps)  # the decode thread may add a key meanwhile: copy again
+                break
+            except RuntimeError:
+                continue
         return BatchStats(
             slots=self.slots,
             running=len(self._active),
             waiting=len(self._waiting),
-            steps_by_size=dict(self._steps),
+            steps_by_size=steps,
             tokens_decoded=self._tokens,
             prefix_copies=self._copies,
             decode_s=self._decode_s,

@@ -39,9 +39,12 @@ class Dispatcher:
         self.settings = settings
         self.metrics = Metrics()
         local = service.is_local  # in-process model (a remote engine only waits on the network)
-        self.jobs = GenerationQueue(max_waiting=settings.max_queue, workers=workers or (1 if local else 8),
+        # Local: one worker per engine slot (LIFT_SLOTS; the engine batches them); remote: only network waits.
+        slots = int(service.engine_info().get("slots", 1)) if local else 0
+        self.jobs = GenerationQueue(max_waiting=settings.max_queue, workers=workers or (slots if local else 8),
                                     priority=settings.worker_priority if local else "normal")
-        self.metrics.bind(queue_depth=lambda: self.jobs.depth, service=service)
+        self.metrics.bind(queue_depth=lambda: self.jobs.depth, service=service, jobs=self.jobs,
+                          batch_stats=getattr(service.engine, "batch_stats", None) if local else None)
         self.model_name: str = service.engine_info().get("model", "")
         self.default_max_tokens = min(settings.max_tokens_default, service.context_length - 1)
         if warm_up:

@@ -217,3 +217,12 @@ def test_given_checks_outrank_agreement():
     assert result.code == GOOD and result.verified and result.best.index == 2
     # the candidates after the first were told about the failed *given* check, never about invented ones
     assert "example[0]" in result.attempts[1].feedback and "example[1]" not in result.attempts[1].feedback
+
+
+def test_a_list_of_distinct_examples_is_not_a_loop():
+    """Regression: collapsing digits made the Fibonacci IR's examples (n = 0, 1, 2, ...) look periodic."""
+    examples = ",".join(f'{{"inputs":{{"n":{n}}},"output":{f},"raises":null}}' for n, f in
+                        [(0, 0), (1, 1), (2, 1), (3, 2), (4, 3), (5, 5), (6, 8)])
+    assert not is_runaway('{"examples":[' + examples)
+    same = ",".join('{"inputs":{"n":1},"output":1,"raises":null}' for _ in range(6))
+    assert is_runaway('{"examples":[' + same)  # the same example, verbatim, over and over: a loop

@@ -183,6 +183,11 @@ class _Relaxer:
                 if not (isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1):
                     break
                 self.xgrammar_allof(node, path)
+            if isinstance(node.get("allOf"), list) and node["allOf"] and \
+                    any(k in node for k in ("anyOf", "oneOf", "$ref", "not", "if")):
+                # Measured (JSTS 2020-12 unevaluatedProperties#31): xgrammar 0.2.8 accepted {"bar": 1} against
+                # allOf[{properties: {foo}, additionalProperties: false}] beside an anyOf -- a fail-open.
+                self.note("allOf", path, "xgrammar may drop an allOf beside another applicator; checked by validation")
         # Keywords no grammar enforces.
         if node.get("uniqueItems") is False:
             del node["uniqueItems"]

@@ -150,6 +150,17 @@ _RESAMPLE_TRUNCATION_AT = 512
 ENFORCE_SAMPLES = 3
 
 
+def resample_options(options: GenerateOptions, attempt: int) -> GenerateOptions:
+    """The options of sample ``attempt``: the caller's first, then a new seed at temperature >= 0.7.
+
+    Greedy decoding repeats itself, so a resample must sample; one rule for
+    every resampling loop (IR, enforced schemas).
+    """
+    if attempt == 0:
+        return options
+    return replace(options, temperature=max(options.temperature, 0.7), seed=(options.seed or 0) + 7919 * attempt)
+
+
 def _unusable_examples(spec: IRSpec) -> dict[int, str]:
     """Invented examples that cannot be run as calls (wrong parameter names) or repeat an earlier one.
 
@@ -331,8 +342,7 @@ class InferenceService:
             # is streamed before a sample passes (a stream never shows output that is then taken back).
             tries = ENFORCE_SAMPLES if validated else 1
             for attempt in range(tries):
-                opts = options if attempt == 0 else replace(
-                    options, temperature=max(options.temperature, 0.7), seed=(options.seed or 0) + 7919 * attempt)
+                opts = resample_options(options, attempt)
                 try:
                     result = self._generate_once(messages, spec, constraint, opts, compile_ms, caller_schema,
                                                  on_text=None if validated else on_text, cancel=cancel,
@@ -445,8 +455,7 @@ class InferenceService:
         resampled: list[str] = []
         last_truncation: TruncatedOutput | None = None
         for i in range(samples):
-            opts = options if i == 0 else replace(options, temperature=max(options.temperature, 0.7),
-                                                  seed=(options.seed or 0) + 7919 * i)
+            opts = resample_options(options, i)
             try:
                 result = self.generate(ir_messages(request), _IR_GRAMMAR, opts, on_text=on_text, cancel=cancel,
                                        stop_runaway=True)

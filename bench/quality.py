@@ -125,15 +125,18 @@ def _lift(service: Any, problem: dict, attempts: int, max_tokens: int) -> dict[s
                            "ir_samples": 0, "ir_resampled": [], "ir_truncated": False, "error": None,
                            "checks": [], "selection": {}, "given_examples": 0, "invented_examples": 0}
     try:
-        ir_r = service.generate_ir(problem["prompt"], GenerateOptions(max_tokens=max_tokens))
+        ir_r, piped = service.lift(problem["prompt"], GenerateOptions(max_tokens=max_tokens), attempts=attempts)
         row.update(ir_samples=ir_r.samples, ir_resampled=ir_r.resampled, tokens=ir_r.generation.completion.completion_tokens,
                    given_examples=sum(e.given for e in ir_r.ir.examples),
                    invented_examples=sum(not e.given for e in ir_r.ir.examples),
-                   ir_findings=[str(c) for c in ir_r.checks])
-        piped = service.generate_verified_code(ir_r.ir, GenerateOptions(max_tokens=max_tokens), attempts=attempts,
-                                               context=problem["prompt"])
+                   ir_findings=[str(c) for c in ir_r.checks],
+                   sources=[a.source for a in piped.attempts])
         row["tokens"] += sum(a.completion_tokens for a in piped.attempts)
         first = piped.attempts[0].report if piped.attempts else None
+        # for auditing the selection, not for choosing: which candidates HumanEval's tests would pass
+        t_audit = time.perf_counter()
+        row["candidates_passed"] = [run_tests(problem, a.code)[0] if a.code else False for a in piped.attempts]
+        t0 += time.perf_counter() - t_audit  # the audit is not part of lift's time
         row.update(code=piped.code, verified=piped.verified, attempts=len(piped.attempts),
                    first_verified=bool(first and first.verified), selection=piped.selection,
                    checks=[{k: c.to_dict()[k] for k in ("name", "passed", "scope", "provenance", "detail")}

@@ -213,7 +213,8 @@ def _print_attempt(attempt) -> None:
     else:
         r = attempt.report
         verdict = "[green]all checks hold[/]" if r.verified else f"[red]{len(r.failures())} check(s) failed[/]"
-        err.print(f"candidate {attempt.index + 1} (T={attempt.temperature:g}): {verdict} ({attempt.seconds:.1f} s)")
+        err.print(f"candidate {attempt.index + 1} (from the {attempt.source}, T={attempt.temperature:g}): {verdict} "
+                  f"({attempt.seconds:.1f} s)")
 
 
 def _emit_pipeline(result, ir_doc: dict | None, json_out: bool) -> None:

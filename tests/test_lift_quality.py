@@ -146,7 +146,7 @@ def test_ir_runaway_every_time_is_reported_as_runaway_with_the_partial_text():
 
 
 def test_malformed_predicates_are_resampled_then_dropped_with_a_finding():
-    engine = FakeEngine([_ir_text("0 <= result <= len(text),"), _ir_text("0 <= result <= len(text)")])
+    engine = FakeEngine([_ir_text("0 <= result, result <= len(text)"), _ir_text("0 <= result <= len(text)")])
     result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
     assert result.samples == 2 and result.resampled[0].startswith("malformed_predicate")
     assert result.ir.assertions[1].predicate == "0 <= result <= len(text)"
@@ -155,6 +155,38 @@ def test_malformed_predicates_are_resampled_then_dropped_with_a_finding():
     result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000), samples=2)
     assert [a.predicate for a in result.ir.assertions] == ["isinstance(text, str)"]
     assert any("unknown name txt" in c.message and "dropped" in c.message for c in result.checks)
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
+def test_the_generation_grammar_cannot_end_a_predicate_with_a_comma(backend):
+    """Caught *while* decoding: the grammar itself has no trailing comma (a tuple) and no line break."""
+    from lift_sys.generation.grammar import GrammarSpec
+    from lift_sys.generation.grammar.conformance import byte_vocabulary, run_instance
+    from lift_sys.generation.grammar.llguidance_backend import LLGuidanceBackend
+    from lift_sys.generation.grammar.xgrammar_backend import XGrammarBackend
+    from lift_sys.ir.models import ir_generation_schema
+
+    assertion = ir_generation_schema()["$defs"]["Assertion"]["properties"]["predicate"]
+    schema = {"type": "object", "properties": {"p": assertion}, "required": ["p"], "additionalProperties": False}
+    vocab = byte_vocabulary()
+    compiled = {"llguidance": LLGuidanceBackend, "xgrammar": XGrammarBackend}[backend]().compile(
+        GrammarSpec.json_schema(schema), vocab)
+
+    def accepts(predicate: str) -> bool:
+        return run_instance(compiled, json.dumps({"p": predicate}, separators=(",", ":"), ensure_ascii=False),
+                            vocab).accepted
+
+    assert accepts("0 <= result <= len(text)") and accepts("f(a, b) == (1, 2)") and accepts("s != 'é'")
+    assert not accepts("0 <= result <= len(text),") and not accepts("n > 0, ") and not accepts("a\nb")
+
+
+def test_repeated_assertions_are_dropped_with_a_finding():
+    doc = json.loads(_ir_text())
+    doc["assertions"] = doc["assertions"] + [dict(doc["assertions"][1], predicate="  " + doc["assertions"][1]["predicate"])]
+    engine = FakeEngine([json.dumps(doc, separators=(",", ":"))])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
+    assert [a.predicate for a in result.ir.assertions] == ["isinstance(text, str)", "result >= 0"]
+    assert any(c.where == "/assertions/2" and "repeats" in c.message for c in result.checks)
 
 
 def test_a_small_budget_truncation_is_the_callers_and_is_not_resampled():
@@ -217,6 +249,45 @@ def test_given_checks_outrank_agreement():
     assert result.code == GOOD and result.verified and result.best.index == 2
     # the candidates after the first were told about the failed *given* check, never about invented ones
     assert "example[0]" in result.attempts[1].feedback and "example[1]" not in result.attempts[1].feedback
+
+
+def test_with_the_request_at_hand_candidates_alternate_between_request_and_ir_prompts():
+    """The request-written candidate comes first; the IR-written one next; feedback reaches both."""
+    ir = _invented_ir(wrong_output_for_sky=0)
+    wrong = GOOD.replace("'aeiou'", "'ae'")  # fails the given example "Hello" -> 2
+    seen: list[str] = []
+
+    def script(messages, prompt, call):
+        seen.append(messages[-1]["content"])
+        return fenced([wrong, wrong, GOOD][len(seen) - 1])
+
+    service = InferenceService(FakeEngine(script))
+    request = "Count the vowels (a, e, i, o, u, either case) in a string; count_vowels('Hello') == 2."
+    result = service.generate_verified_code(ir, GenerateOptions(), attempts=4, context=request)
+    assert [a.source for a in result.attempts] == ["request", "ir", "request"]
+    assert [a.temperature for a in result.attempts] == [0.0, 0.0, 0.8]
+    # the request prompt is the request plus the IR's def line, never the IR's JSON (or its invented examples)
+    assert seen[0].startswith(request) and "def count_vowels(text: str) -> int:" in seen[0]
+    assert '"sky"' not in seen[0] and "IR:" not in seen[0]
+    assert "IR:" in seen[1] and "example[0]" in seen[1] and "example[0]" in seen[2]
+    assert result.code == GOOD and result.verified and result.best.source == "request"
+    assert "from the request" in result.selection["why"]
+
+
+def test_a_request_with_its_own_def_line_is_not_told_the_signature_twice():
+    from lift_sys.codegen.prompt import request_code_messages
+
+    ir = _invented_ir(wrong_output_for_sky=0)
+    messages = request_code_messages("def count_vowels(text):\n    \"\"\"Count vowels.\"\"\"\n", ir)
+    assert "The function to write" not in messages[-1]["content"]
+    assert "The function to write: def count_vowels(text: str) -> int:" in request_code_messages("count vowels", ir)[-1]["content"]
+
+
+def test_without_a_request_every_candidate_is_written_from_the_ir():
+    ir = _invented_ir(wrong_output_for_sky=0)
+    wrong = GOOD.replace("'aeiou'", "'ae'")
+    result = generate_verified_code(_scripted([wrong, GOOD]), ir, GenerateOptions(), attempts=2)
+    assert [a.source for a in result.attempts] == ["ir", "ir"]
 
 
 def test_a_list_of_distinct_examples_is_not_a_loop():

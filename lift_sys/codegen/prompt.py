@@ -16,6 +16,7 @@ The API and CLI answer ``{code}`` either way.
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 from lift_sys.ir.models import IRSpec
@@ -99,3 +100,51 @@ def raw_code_messages(ir: IRSpec, feedback: str | None = None, context: str | No
     messages[0] = {"role": "system", "content": RAW_SYSTEM}
     messages[2] = {"role": "assistant", "content": fenced(EXAMPLE_CODE)}
     return messages
+
+
+# ---------------------------------------------------------------- candidates written from the request
+
+REQUEST_SYSTEM = """You write one Python function that does what the request asks.
+Write the whole function, its def line included, and the imports it needs (standard library only).
+Nothing but the function: no main(), no prints, no input(), no tests.
+Answer with the code in one ```python block."""
+
+_REQUEST_SHOT = (
+    "def count_vowels(text: str) -> int:\n"
+    "    \"\"\" Count the vowels (a, e, i, o, u, either case) in text.\n"
+    "    >>> count_vowels('Hello')\n    2\n    \"\"\"\n"
+)
+_REQUEST_SHOT_CODE = "def count_vowels(text: str) -> int:\n    return sum(1 for ch in text.lower() if ch in 'aeiou')\n"
+
+
+def def_line(ir: IRSpec) -> str:
+    """The IR's signature as a Python ``def`` line (what a candidate must define)."""
+    s = ir.signature
+    params = ", ".join(f"{p.name}: {p.type_hint}" if p.type_hint and p.type_hint != "Any" else p.name
+                       for p in s.parameters)
+    returns = f" -> {s.returns}" if s.returns and s.returns != "Any" else ""
+    return f"def {s.name}({params}){returns}:"
+
+
+def request_code_messages(request: str, ir: IRSpec, feedback: str | None = None) -> list[dict[str, str]]:
+    """Chat messages asking for the function straight from the user's request, as a fenced block.
+
+    The model sees the request the way it was trained to (a task, or a
+    ``def`` with a docstring), not a JSON summary of it: on HumanEval 0-19
+    with the 0.5B model, writing from the prompt passed 65% against 50%
+    for code written from the IR (docs/benchmarks.md). The IR still
+    decides what the function is called -- its ``def`` line is added
+    when the request does not already spell it -- and stays the oracle
+    the candidate is verified against.
+    """
+    user = request.strip("\n")
+    if not re.search(rf"^\s*def\s+{re.escape(ir.signature.name)}\s*\(", request, re.M):
+        user += "\n\nThe function to write: " + def_line(ir)
+    if feedback:
+        user += "\n\nA previous attempt failed these checks; fix them:\n" + feedback
+    return [
+        {"role": "system", "content": REQUEST_SYSTEM},
+        {"role": "user", "content": _REQUEST_SHOT},
+        {"role": "assistant", "content": fenced(_REQUEST_SHOT_CODE)},
+        {"role": "user", "content": user},
+    ]

@@ -7,10 +7,14 @@ correct programs were rejected against wrong IR examples), so an invented
 check is a *claim*, not a verdict:
 
 1. Candidates are generated one at a time: the first as asked (greedy by
-   default), later ones sampled with new seeds. A later candidate is told
-   which *static* and *given* checks the best one so far failed (those
-   are facts); never which invented checks it failed (steering code toward
-   a wrong IR example breaks correct code).
+   default), later ones sampled with new seeds. When the user's request is
+   at hand, candidates alternate between two prompts -- written from the
+   request itself (the way a code model is used to being asked) and
+   written from the IR -- so a wrong IR cannot make every candidate wrong,
+   and agreement between the two is evidence neither prompt gives alone.
+   A later candidate is told which *static* and *given* checks the best
+   one so far failed (those are facts); never which invented checks it
+   failed (steering code toward a wrong IR example breaks correct code).
 2. Each candidate is verified in the sandbox (:func:`verify_code`); its
    answers on the examples' inputs are its *behaviour*.
 3. A candidate that passes every check stops the search: the IR and an
@@ -55,6 +59,7 @@ class Attempt:
     seconds: float = 0.0
     completion_tokens: int = 0
     feedback: str | None = None  # what this candidate was told about the best earlier one
+    source: str = "ir"  # the prompt it was written from: "ir" or "request"
     agreement: int = 0  # candidates (itself included) that behave exactly like it on the examples
     result: Any = field(default=None, repr=False)  # the CodeResult (usage, timings)
     exception: LiftError | None = field(default=None, repr=False)  # why no code came out
@@ -74,7 +79,7 @@ class Attempt:
     def to_dict(self) -> dict[str, Any]:
         given, given_total = self.count("given")
         return {
-            "index": self.index, "temperature": self.temperature, "seed": self.seed, "error": self.error,
+            "index": self.index, "source": self.source, "temperature": self.temperature, "seed": self.seed, "error": self.error,
             "verified": bool(self.report and self.report.verified), "code": self.code,
             "verification": self.report.to_dict() if self.report else None,
             "given_passed": f"{given}/{given_total}", "agreement": self.agreement,
@@ -111,6 +116,14 @@ CodeGenerator = Callable[..., Any]
 """``generate(ir, options, feedback=...) -> CodeResult`` (InferenceService.generate_code)."""
 
 
+def _plan(i: int, with_request: bool) -> tuple[str, bool]:
+    """(source, greedy) of candidate ``i``: request and IR alternate when there is a request;
+    the first candidate of each source is written as asked, the rest are sampled."""
+    if not with_request:
+        return "ir", i == 0
+    return ("request", "ir")[i % 2], i < 2
+
+
 def _score(a: Attempt) -> tuple:
     static, static_total = a.count("static")
     given, _ = a.count("given")
@@ -133,7 +146,7 @@ def select(history: list[Attempt]) -> tuple[Attempt | None, dict[str, Any]]:
     winner = max(candidates, key=_score)
     given, given_total = winner.count("given")
     invented, invented_total = winner.count("invented")
-    why = (f"candidate {winner.index} of {len(history)}: given checks {given}/{given_total}, "
+    why = (f"candidate {winner.index} of {len(history)} (from the {winner.source}): given checks {given}/{given_total}, "
            f"{winner.agreement} candidate(s) behave identically, invented checks {invented}/{invented_total}")
     return winner, {"candidates": len(history), "winner": winner.index, "why": why,
                     "behaviours": sorted(behaviours.values(), reverse=True)}
@@ -169,21 +182,29 @@ def generate_verified_code(
     attempts: int = 3,
     limits: Limits = Limits(),
     on_attempt: Callable[[Attempt], None] | None = None,
+    from_request: CodeGenerator | None = None,
 ) -> PipelineResult:
-    """Up to ``attempts`` candidates, verified, the best selected and labelled (module docstring)."""
+    """Up to ``attempts`` candidates, verified, the best selected and labelled (module docstring).
+
+    ``from_request(ir, options, feedback=...)``: writes a candidate from the
+    user's request instead of the IR; when given, it writes candidate 0 and
+    every other one after it.
+    """
     history: list[Attempt] = []
     for i in range(attempts):
-        temperature = options.temperature if i == 0 else max(SAMPLE_TEMPERATURE, options.temperature)
-        seed = options.seed if i == 0 else (options.seed or 0) + 1000 * i
+        source, greedy = _plan(i, from_request is not None)
+        temperature = options.temperature if greedy else max(SAMPLE_TEMPERATURE, options.temperature)
+        seed = options.seed if greedy else (options.seed or 0) + 1000 * i
         opts = replace(options, temperature=temperature, seed=seed)
         feedback = None
         if history:
             so_far = select(history)[0]
             feedback = _feedback(so_far if so_far is not None else history[-1])
         t0 = time.perf_counter()
-        attempt = Attempt(i, None, None, temperature, seed, feedback=feedback)
+        attempt = Attempt(i, None, None, temperature, seed, feedback=feedback, source=source)
+        write = from_request if source == "request" and from_request is not None else generate
         try:
-            result = generate(ir, opts, feedback=feedback)
+            result = write(ir, opts, feedback=feedback)
             attempt.code = result.code
             attempt.result = result
             attempt.completion_tokens = result.generation.completion.completion_tokens

@@ -218,6 +218,11 @@ GENERATED_EXAMPLES = 6
 # in the grammar ends such a list; compile stays fast (llguidance 4 ms, xgrammar 32 ms with it). Given
 # examples, carried in from the request after generation, are not bound by it.
 GENERATED_ARRAY_ITEMS = 16
+# A predicate, as generated: one line that does not end in a comma. The 0.5B model ends predicates with
+# "," (a one-element tuple: always true) so often that resampling could not fix it -- "merge two sorted
+# lists" wrote a trailing comma in all three greedy/sampled IRs (119 s, then truncated). Decoding now
+# cannot write one; other malformations (a constant, an unknown name) are still resampled after decoding.
+GENERATED_PREDICATE = r"^[^\n]*[^,\n ]$"
 
 
 def _system_fields(node: Any, drop: bool) -> None:
@@ -269,6 +274,7 @@ def _schema_json(model_name: str) -> dict[str, Any]:
         for alt in schema["$defs"]["JsonValue"]["anyOf"]:
             if alt.get("type") == "array":
                 alt["maxItems"] = GENERATED_ARRAY_ITEMS
+        schema["$defs"]["Assertion"]["properties"]["predicate"]["pattern"] = GENERATED_PREDICATE
     return schema
 
 

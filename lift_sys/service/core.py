@@ -20,7 +20,8 @@ from typing import Any
 from lift_sys import __version__
 from lift_sys.codegen.sandbox import describe as sandbox_description
 from lift_sys.codegen.check import Check, check_code_against_ir
-from lift_sys.codegen.prompt import CODE_BLOCK_REGEX, CODE_SCHEMA, CodeFormat, code_messages, raw_code_messages, unfence
+from lift_sys.codegen.prompt import (CODE_BLOCK_REGEX, CODE_SCHEMA, CodeFormat, code_messages, raw_code_messages,
+                                     request_code_messages, unfence)
 from lift_sys.errors import (
     Cancelled,
     InvalidRequest,
@@ -179,6 +180,19 @@ def _unusable_examples(spec: IRSpec) -> dict[int, str]:
             out[j] = f"inputs {sorted(e.inputs)} do not match the parameters {sorted(names)}"
         elif key in seen:
             out[j] = "repeats an earlier example's inputs"
+        seen.add(key)
+    return out
+
+
+def _repeated_assertions(spec: IRSpec) -> dict[int, str]:
+    """Assertions that repeat an earlier one verbatim (the 0.5B model wrote one predicate five times over
+    in an IR for "merge two sorted lists"): the same claim, checked and reported once."""
+    seen: set[tuple[str, str]] = set()
+    out: dict[int, str] = {}
+    for j, a in enumerate(spec.assertions):
+        key = (a.kind.value, " ".join(a.predicate.split()))
+        if key in seen:
+            out[j] = "repeats an earlier assertion"
         seen.add(key)
     return out
 
@@ -472,14 +486,16 @@ class InferenceService:
                 resampled.append("malformed_predicate: " + "; ".join(b.message for b in bad))
                 continue
             dropped = {int(b.where.split("/")[2]) for b in bad}
-            if dropped:
-                spec.assertions = [a for j, a in enumerate(spec.assertions) if j not in dropped]
+            repeated = {j: why for j, why in _repeated_assertions(spec).items() if j not in dropped}
+            if dropped or repeated:
+                spec.assertions = [a for j, a in enumerate(spec.assertions) if j not in dropped and j not in repeated]
             unusable = _unusable_examples(spec)
             if unusable:
                 spec.examples = [e for j, e in enumerate(spec.examples) if j not in unusable]
             ir = IR.from_spec(spec, model=result.completion.model or self.engine.model_name,
                               grammar_backend=result.grammar_backend or "")
             checks = ([IRCheck("error", b.where, b.message + " (dropped)") for b in bad]
+                      + [IRCheck("warning", f"/assertions/{j}", why + " (dropped)") for j, why in repeated.items()]
                       + [IRCheck("warning", f"/examples/{j}", why + " (dropped)") for j, why in unusable.items()]
                       + check_ir(spec))
             return IRResult(ir=ir, checks=checks, generation=result, samples=i + 1, resampled=resampled)
@@ -514,11 +530,25 @@ class InferenceService:
             raise InvalidRequest(f"code_format must be raw or json, not {code_format!r}")
         return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
 
+    def generate_code_from_request(self, request: str, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
+                                   feedback: str | None = None, cancel: CancelToken | None = None) -> CodeResult:
+        """The user's request -> the IR's function as a fenced Python block, statically checked against ``ir``.
+
+        A second way to write a candidate (:func:`request_code_messages`):
+        the IR fixes the name and is the oracle, the request is the prompt.
+        """
+        result = self.generate(request_code_messages(request, ir, feedback), _CODE_BLOCK_GRAMMAR, options,
+                               cancel=cancel, stop_runaway=True)
+        code = unfence(result.text)
+        return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
+
     def generate_verified_code(self, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
                                attempts: int = 3, on_attempt=None, cancel: CancelToken | None = None,
                                context: str | None = None, code_format: CodeFormat = "raw"):
         """IR -> code: candidates verified in the sandbox, the best chosen by given checks then agreement.
 
+        With ``context`` (the request the IR came from) and raw code,
+        candidates alternate between the request and the IR as the prompt.
         See :func:`lift_sys.codegen.repair.generate_verified_code`.
         """
         from lift_sys.codegen.repair import generate_verified_code
@@ -530,7 +560,13 @@ class InferenceService:
             return self.generate_code(ir_, opts, feedback=feedback, cancel=cancel, context=context,
                                       code_format=code_format)
 
-        return generate_verified_code(generate, ir, options, attempts=attempts, on_attempt=on_attempt)
+        def from_request(ir_: IRSpec, opts: GenerateOptions, feedback: str | None = None) -> CodeResult:
+            assert context is not None
+            return self.generate_code_from_request(context, ir_, opts, feedback=feedback, cancel=cancel)
+
+        with_request = bool(context and context.strip()) and code_format == "raw"
+        return generate_verified_code(generate, ir, options, attempts=attempts, on_attempt=on_attempt,
+                                      from_request=from_request if with_request else None)
 
     def lift(self, request: str, options: GenerateOptions = GenerateOptions(), *, attempts: int = 3,
              on_attempt=None, cancel: CancelToken | None = None, code_format: CodeFormat = "raw"):

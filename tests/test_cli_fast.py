@@ -68,10 +68,12 @@ def test_pipeline_reports_given_examples_candidates_and_provenance(fake):
     body = json.loads(r.stdout)
     assert set(body) == {"ir", "code", "verification", "selection", "attempts"}
     assert body["code"] == GOOD and body["verification"]["verified"] is True
-    assert len(body["attempts"]) == 2 and body["selection"]["winner"] == 1
+    # candidate 2 (from the IR) passes; candidate 3 (from the request again) behaves the same: stop
+    assert len(body["attempts"]) == 3 and body["selection"]["winner"] == 1
+    assert [a["source"] for a in body["attempts"]] == ["request", "ir", "request"]
     provenance = {c["name"]: c["provenance"] for c in body["verification"]["checks"]}
     assert provenance["example[0]"] == "given" and provenance["parses"] == "static"
-    assert "1 given" in r.stderr and "candidate 2" in r.stderr
+    assert "1 given" in r.stderr and "candidate 2 (from the ir" in r.stderr
 
 
 def test_code_and_verify_on_a_hand_written_ir(fake, tmp_path):

@@ -259,13 +259,15 @@ def test_with_the_request_at_hand_candidates_alternate_between_request_and_ir_pr
 
     def script(messages, prompt, call):
         seen.append(messages[-1]["content"])
-        return fenced([wrong, wrong, GOOD][len(seen) - 1])
+        return fenced([wrong, wrong, GOOD, GOOD, GOOD][len(seen) - 1])
 
     service = InferenceService(FakeEngine(script))
     request = "Count the vowels (a, e, i, o, u, either case) in a string; count_vowels('Hello') == 2."
-    result = service.generate_verified_code(ir, GenerateOptions(), attempts=4, context=request)
-    assert [a.source for a in result.attempts] == ["request", "ir", "request"]
-    assert [a.temperature for a in result.attempts] == [0.0, 0.0, 0.8]
+    result = service.generate_verified_code(ir, GenerateOptions(), attempts=5, context=request)
+    # the first candidate to pass every check is confirmed by the next one, which behaves the same: stop
+    assert [a.source for a in result.attempts] == ["request", "ir", "request", "ir"]
+    assert [a.temperature for a in result.attempts] == [0.0, 0.0, 0.8, 0.8]
+    assert result.best.index == 2 and result.best.agreement == 2
     # the request prompt is the request plus the IR's def line, never the IR's JSON (or its invented examples)
     assert seen[0].startswith(request) and "def count_vowels(text: str) -> int:" in seen[0]
     assert '"sky"' not in seen[0] and "IR:" not in seen[0]
@@ -288,6 +290,55 @@ def test_without_a_request_every_candidate_is_written_from_the_ir():
     wrong = GOOD.replace("'aeiou'", "'ae'")
     result = generate_verified_code(_scripted([wrong, GOOD]), ir, GenerateOptions(), attempts=2)
     assert [a.source for a in result.attempts] == ["ir", "ir"]
+
+
+CLOSE_ADJACENT = ("def has_close(numbers: list[float], threshold: float) -> bool:\n"
+                  "    return any(abs(a - b) < threshold for a, b in zip(numbers, numbers[1:]))\n")
+CLOSE_ANY_PAIR = ("def has_close(numbers: list[float], threshold: float) -> bool:\n"
+                  "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n")
+
+
+def _close_ir() -> IRSpec:
+    """HumanEval/0's shape: two given doctests that an adjacent-pairs-only function also passes."""
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["signature"] = {"name": "has_close", "returns": "bool", "parameters": [
+        {"name": "numbers", "type_hint": "list[float]"}, {"name": "threshold", "type_hint": "float"}]}
+    doc["assertions"] = []
+    doc["examples"] = [{"inputs": {"numbers": [1.0, 2.0, 3.0], "threshold": 0.5}, "output": False, "given": True},
+                       {"inputs": {"numbers": [1.0, 2.8, 3.0, 4.0, 5.0, 2.0], "threshold": 0.3}, "output": True,
+                        "given": True}]
+    return spec_from_document(doc)
+
+
+def test_probes_are_the_examples_inputs_perturbed_never_repeated():
+    from lift_sys.codegen.probes import probe_inputs
+
+    ir = _close_ir()
+    probes = probe_inputs(ir)
+    assert len(probes) == 12 and len({json.dumps(p, sort_keys=True) for p in probes}) == 12
+    assert all(set(p) == {"numbers", "threshold"} for p in probes)
+    assert {"numbers": [1.0, 3.0, 5.0, 2.8, 4.0, 2.0], "threshold": 0.3} in probes  # reordered: pairs no longer adjacent
+    assert not any(p == e.inputs for p in probes for e in ir.examples)
+
+
+def test_two_functions_the_checks_cannot_tell_apart_are_not_verified():
+    """Both pass the two doctests; a probe shows they are different functions: neither is verified."""
+    result = generate_verified_code(_scripted([CLOSE_ADJACENT, CLOSE_ANY_PAIR]), _close_ir(), GenerateOptions(),
+                                    attempts=2)
+    assert all(a.report.verified for a in result.attempts)  # each passes every check on its own
+    assert not result.verified and result.code == CLOSE_ADJACENT
+    contest = [c for c in result.report.checks if c.name == "agreement"]
+    assert contest and contest[0].provenance == "probe" and not contest[0].passed
+    assert "candidate 1 also passes every check" in contest[0].detail and "numbers=" in contest[0].detail
+    assert result.selection["contested"] == contest[0].detail
+
+
+def test_a_larger_agreeing_group_wins_and_is_verified():
+    result = generate_verified_code(_scripted([CLOSE_ADJACENT, CLOSE_ANY_PAIR, CLOSE_ANY_PAIR]), _close_ir(),
+                                    GenerateOptions(), attempts=4)
+    assert len(result.attempts) == 3  # stopped once two candidates agreed everywhere
+    assert result.code == CLOSE_ANY_PAIR and result.best.agreement == 2 and result.verified
+    assert result.selection["contested"] is None
 
 
 def test_a_list_of_distinct_examples_is_not_a_loop():

@@ -37,7 +37,8 @@ def test_repair_loop_feeds_failures_back_and_keeps_the_passing_candidate():
 
     result = generate_verified_code(scripted, IR, GenerateOptions(seed=5), attempts=3)
     assert result.verified and result.repaired and result.code == GOOD
-    assert len(result.attempts) == 2
+    # the first passing candidate is confirmed by a second that behaves the same (probes included)
+    assert len(result.attempts) == 3 and result.best.index == 1 and result.best.agreement == 2
     assert seen[0][2] is None
     assert "example[0]: returned 1, expected 2" in seen[1][2]  # the evidence reaches the next attempt
     assert seen[1][0] > seen[0][0] and seen[1][1] != seen[0][1]  # varied temperature and seed

@@ -16,7 +16,7 @@ from lift_sys.ir.models import IRSpec
 
 
 Scope = Literal["code", "ir", "suspect"]
-Provenance = Literal["static", "given", "invented", "agreed", "suspect"]
+Provenance = Literal["static", "given", "invented", "agreed", "suspect", "probe"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,9 @@ class Check:
     ``provenance``: where the claim comes from -- ``static`` (parses,
     signature, imports, runs), ``given`` (stated in the request),
     ``invented`` (by the model, not yet confirmed), ``agreed`` (invented,
-    and the chosen code satisfies it), ``suspect`` (see scope).
+    and the chosen code satisfies it), ``suspect`` (see scope), ``probe``
+    (as many other candidates, also passing every check, answer a probe
+    input differently: the checks do not pin the function down).
     """
 
     name: str

@@ -16,9 +16,14 @@ check is a *claim*, not a verdict:
    one so far failed (those are facts); never which invented checks it
    failed (steering code toward a wrong IR example breaks correct code).
 2. Each candidate is verified in the sandbox (:func:`verify_code`); its
-   answers on the examples' inputs are its *behaviour*.
-3. A candidate that passes every check stops the search: the IR and an
-   independently written program agree on every claim.
+   answers on the examples' inputs and on *probes* (the examples' inputs
+   perturbed: :mod:`lift_sys.codegen.probes`) are its *behaviour*.
+3. The search stops when the winner passes every check *and* another
+   candidate behaves exactly like it: the IR and two independently
+   written programs agree. A lone candidate that passes checks can still
+   be wrong where the checks are silent (HumanEval/0: comparing only
+   adjacent numbers passed both doctests), so one is not enough while the
+   budget lasts.
 4. Otherwise the winner is chosen by, in order: static checks passed,
    given checks passed, then CodeT's dual agreement -- the number of
    candidates that behave identically times (1 + the invented checks
@@ -27,7 +32,11 @@ check is a *claim*, not a verdict:
    *agreed*; one it fails while at least one other candidate behaves
    exactly like it is *suspect* (independent samples agree with each
    other against the IR: reported, not blocking); one it fails alone
-   still blocks. *verified* = every check that blocks holds.
+   still blocks. If another group of candidates, at least as large and
+   also passing every check, behaves differently on some probe, the
+   winner gets a failed ``probe`` check naming that input: the checks do
+   not decide between two functions, so neither is *verified*.
+   *verified* = every check that blocks holds.
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from lift_sys.codegen.check import Check
+from lift_sys.codegen.probes import probe_inputs
 from lift_sys.codegen.sandbox import Limits
-from lift_sys.codegen.verify import VerificationReport, verify_code
+from lift_sys.codegen.verify import VerificationReport, call_outcomes, verify_code
 from lift_sys.errors import LiftError
 from lift_sys.ir.models import IRSpec
 
@@ -60,16 +70,18 @@ class Attempt:
     completion_tokens: int = 0
     feedback: str | None = None  # what this candidate was told about the best earlier one
     source: str = "ir"  # the prompt it was written from: "ir" or "request"
-    agreement: int = 0  # candidates (itself included) that behave exactly like it on the examples
+    agreement: int = 0  # candidates (itself included) that behave exactly like it on examples and probes
+    probe_outcomes: list[dict] | None = field(default=None, repr=False)  # its answers on the probe inputs
     result: Any = field(default=None, repr=False)  # the CodeResult (usage, timings)
     exception: LiftError | None = field(default=None, repr=False)  # why no code came out
 
     @property
     def behaviour(self) -> str | None:
+        """What it answered on the examples' inputs and the probes (exception class, not message)."""
         r = self.report
         if r is None or not r.outcomes:
             return None
-        return json.dumps(r.outcomes, sort_keys=True)
+        return json.dumps([_answer(o) for o in [*r.outcomes, *(self.probe_outcomes or [])]], sort_keys=True)
 
     def count(self, provenance: str) -> tuple[int, int]:
         """(passed, total) of this candidate's blocking checks with ``provenance``."""
@@ -112,6 +124,25 @@ class PipelineResult:
                 "selection": self.selection, "attempts": [a.to_dict() for a in self.attempts]}
 
 
+def _round(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.9g}")
+    if isinstance(v, list):
+        return [_round(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    return v
+
+
+def _answer(outcome: dict) -> Any:
+    """One call's answer as compared between candidates: the value (floats to 9 digits), or what went wrong."""
+    if "value" in outcome:
+        return ["value", _round(outcome["value"])]
+    if "raised" in outcome:
+        return ["raised", (outcome["raised"] or ["?"])[0]]
+    return ["other", sorted(k for k in outcome if k != "message")]
+
+
 CodeGenerator = Callable[..., Any]
 """``generate(ir, options, feedback=...) -> CodeResult`` (InferenceService.generate_code)."""
 
@@ -150,6 +181,25 @@ def select(history: list[Attempt]) -> tuple[Attempt | None, dict[str, Any]]:
            f"{winner.agreement} candidate(s) behave identically, invented checks {invented}/{invented_total}")
     return winner, {"candidates": len(history), "winner": winner.index, "why": why,
                     "behaviours": sorted(behaviours.values(), reverse=True)}
+
+
+def rival(winner: Attempt, history: list[Attempt], probes: list[dict]) -> Check | None:
+    """A failed ``probe`` check if a group of candidates as large as the winner's, each passing every
+    check, answers some probe differently (the module docstring, step 5); ``None`` otherwise."""
+    if winner.probe_outcomes is None:
+        return None
+    for other in history:
+        if (other is winner or other.report is None or not other.report.verified or other.probe_outcomes is None
+                or other.behaviour == winner.behaviour or other.agreement < winner.agreement):
+            continue
+        for probe, mine, theirs in zip(probes, winner.probe_outcomes, other.probe_outcomes):
+            if _answer(mine) != _answer(theirs):
+                args = ", ".join(f"{k}={json.dumps(v)[:60]}" for k, v in probe.items())
+                return Check("agreement", False,
+                             f"candidate {other.index} also passes every check but answers ({args}) with "
+                             f"{json.dumps(_answer(theirs)[1])[:80]}, this one with {json.dumps(_answer(mine)[1])[:80]}",
+                             provenance="probe")
+    return None
 
 
 def label(report: VerificationReport, agreement: int) -> VerificationReport:
@@ -191,6 +241,7 @@ def generate_verified_code(
     every other one after it.
     """
     history: list[Attempt] = []
+    probes = probe_inputs(ir)
     for i in range(attempts):
         source, greedy = _plan(i, from_request is not None)
         temperature = options.temperature if greedy else max(SAMPLE_TEMPERATURE, options.temperature)
@@ -210,6 +261,8 @@ def generate_verified_code(
             attempt.completion_tokens = result.generation.completion.completion_tokens
             # the generator already ran the static checks on this code: verification reuses them
             attempt.report = verify_code(result.code, ir, limits=limits, static_checks=getattr(result, "checks", None))
+            if attempt.report.outcomes and probes:
+                attempt.probe_outcomes = call_outcomes(result.code, ir, probes)
         except LiftError as exc:  # e.g. truncated output: a failed attempt, not the end
             attempt.error = exc.message
             attempt.exception = exc
@@ -218,8 +271,17 @@ def generate_verified_code(
         if on_attempt:
             on_attempt(attempt)
         if attempt.report is not None and attempt.report.verified:
-            break
+            best = select(history)[0]
+            if len(history) == 1 and attempts == 1:
+                break
+            if best is not None and best.agreement >= 2 and label(best.report, best.agreement).verified:
+                break  # checks hold and an independent candidate agrees everywhere it was asked
     best, selection = select(history)
     if best is None or best.report is None:
         return PipelineResult(None, None, history, None, selection)
-    return PipelineResult(best.code, label(best.report, best.agreement), history, best, selection)
+    report = label(best.report, best.agreement)
+    contest = rival(best, history, probes)
+    if contest is not None:
+        report = replace(report, checks=[*report.checks, contest])
+    selection.update(probes=len(probes), contested=contest.detail if contest else None)
+    return PipelineResult(best.code, report, history, best, selection)

@@ -324,6 +324,24 @@ def _call_candidate(code: str, fname: str, calls: list[dict], limits: Limits, ca
     return res, outcomes
 
 
+def call_outcomes(code: str, ir: IRSpec, inputs: list[dict], *, limits: Limits = Limits(wall_s=6.0, cpu_s=3),
+                  call_timeout_s: float = 0.5) -> list[dict] | None:
+    """The candidate's answers to extra calls (``inputs``: argument dicts by name), in their own sandbox run.
+
+    For telling candidates apart (:mod:`lift_sys.codegen.probes`), never for judging one: any failure
+    of the run as a whole is ``None`` (no evidence), a call that raises or times out is an answer.
+    """
+    if not inputs:
+        return []
+    calls = [{"args": [], "kwargs": escape_keys(i)} for i in inputs]
+    try:
+        res, outcomes = _call_candidate(code, ir.signature.name, calls, limits, call_timeout_s)
+    except (_LoadError, MalformedAnswer, SandboxUnavailable, ValueError, TypeError, KeyError, RecursionError,
+            MemoryError, OverflowError):
+        return None
+    return outcomes if res.ok else None
+
+
 class _LoadError(Exception):
     def __init__(self, message: str, payload: dict) -> None:
         super().__init__(message)

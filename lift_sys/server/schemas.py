@@ -84,7 +84,8 @@ class CheckOut(BaseModel):
                        "suspect = an invented claim that agreeing candidates contradict (reported, not blocking)")
     calls_function: bool = Field(False, description="A check that calls the function itself (its calls answered by the sandbox)")
     provenance: str = Field("static", description="static | given (stated in the request) | invented (by the model) | "
-                            "agreed (invented, and the code satisfies it) | suspect")
+                            "agreed (invented, and the code satisfies it) | suspect | probe (other candidates "
+                            "passing every check answer a probe input differently)")
 
 
 

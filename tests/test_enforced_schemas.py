@@ -263,3 +263,48 @@ def test_a_refused_schema_still_names_keyword_and_pointer(url):
     err = r.json()["error"]
     assert err["type"] == "unsupported_schema" and err["detail"]["keyword"] == "not"
     assert err["detail"]["pointer"] == "/$defs/x"
+
+
+# ---------------------------------------------------------------- a looser grammar must stay a superset
+
+def _enforced(schema: dict, backend: str):
+    return GrammarCache(max_entries=4, compile_timeout_s=10.0).get(GrammarSpec.json_schema(schema), backend, VOCAB,
+                                                                    relax=True)
+
+
+@pytest.mark.parametrize("backend", ["llguidance", pytest.param("xgrammar", marks=requires_xgrammar)])
+def test_unevaluated_items_beside_a_removed_conditional_is_not_read_as_items(backend):
+    """JSTS unevaluatedItems#14: the if/then/else goes to validation, so unevaluatedItems must go too
+    (read as ``items: false`` after the ``if`` was removed, it rejected the valid ["foo", "bar", "then"])."""
+    schema = {"prefixItems": [{"const": "foo"}], "if": {"prefixItems": [True, {"const": "bar"}]},
+              "then": {"prefixItems": [True, True, {"const": "then"}]}, "unevaluatedItems": False}
+    compiled = _enforced(schema, backend)
+    assert compiled.validation_needed
+    assert run_instance(compiled, '["foo","bar","then"]', VOCAB).accepted
+
+
+@requires_xgrammar
+def test_xgrammar_any_value_is_compact_and_objects_keep_the_properties_their_schema_allows():
+    for schema, text in [({"type": "object"}, '{"foo":1,"bar":[1,2]}'), ({}, '[1,{"a":null}]'),
+                         ({"type": "object", "properties": {"a": {"type": "integer"}}}, '{"a":1,"b":"x"}')]:
+        compiled = _enforced(schema, "xgrammar")
+        assert run_instance(compiled, text, VOCAB).accepted, (schema, text)
+        assert not run_instance(compiled, text.replace(",", ", "), VOCAB).accepted  # one spelling: compact
+
+
+@requires_xgrammar
+def test_xgrammar_keywords_beside_an_applicator_are_enforced_by_validation():
+    """xgrammar reads only the anyOf and drops its siblings: {"a": "x"} got through the grammar below."""
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}},
+              "anyOf": [{"properties": {"a": {"type": "string"}}}]}
+    compiled = _enforced(schema, "xgrammar")
+    assert compiled.validation_needed
+    assert any(r.keyword == "anyOf" for r in compiled.relaxed)
+    assert not run_instance(compiled, '{"a":"x"}', VOCAB).accepted  # the grammar keeps the properties
+
+
+@requires_xgrammar
+def test_xgrammar_refuses_property_names_it_would_mis_write():
+    with pytest.raises(UnsupportedSchemaError) as info:
+        _enforced({"type": "object", "properties": {'foo"bar': {"type": "number"}}}, "xgrammar")
+    assert info.value.keyword == "properties" and info.value.pointer == "/"

@@ -238,15 +238,18 @@ def test_a_lone_candidate_cannot_overrule_the_ir():
 def test_agreement_with_the_ir_beats_a_larger_cluster_only_by_dual_agreement():
     ir = _invented_ir(wrong_output_for_sky=1)  # OFF_BY_Y says "sky" -> 1: agrees with the invented example
     result = generate_verified_code(_scripted([GOOD, OFF_BY_Y]), ir, GenerateOptions(), attempts=2)
-    assert result.code == OFF_BY_Y and result.verified and len(result.attempts) == 2
+    assert result.code == OFF_BY_Y and len(result.attempts) == 2
     assert {c.provenance for c in result.report.checks if c.name.startswith("example")} == {"given", "agreed"}
+    # ...but one candidate agreeing with the IR, alone, is not verified: nothing corroborates it
+    assert not result.verified
+    assert [c.provenance for c in result.report.failures()] == ["probe"]
 
 
 def test_given_checks_outrank_agreement():
     ir = _invented_ir(wrong_output_for_sky=0)
     wrong = GOOD.replace("'aeiou'", "'ae'")  # "Hello" -> 1: fails the given example
-    result = generate_verified_code(_scripted([wrong, wrong, GOOD]), ir, GenerateOptions(), attempts=3)
-    assert result.code == GOOD and result.verified and result.best.index == 2
+    result = generate_verified_code(_scripted([wrong, wrong, GOOD, GOOD]), ir, GenerateOptions(), attempts=4)
+    assert result.code == GOOD and result.verified and result.best.index == 2 and result.best.agreement == 2
     # the candidates after the first were told about the failed *given* check, never about invented ones
     assert "example[0]" in result.attempts[1].feedback and "example[1]" not in result.attempts[1].feedback
 

@@ -35,8 +35,10 @@ check is a *claim*, not a verdict:
    still blocks. If another group of candidates, at least as large and
    also passing every check, behaves differently on some probe, the
    winner gets a failed ``probe`` check naming that input: the checks do
-   not decide between two functions, so neither is *verified*.
-   *verified* = every check that blocks holds.
+   not decide between two functions, so neither is *verified*. Nor is a
+   winner no other candidate agrees with, when more than one was allowed
+   (HumanEval/0 again: the lone adjacent-only candidate, every other one
+   failing a check). *verified* = every check that blocks holds.
 """
 
 from __future__ import annotations
@@ -281,6 +283,10 @@ def generate_verified_code(
         return PipelineResult(None, None, history, None, selection)
     report = label(best.report, best.agreement)
     contest = rival(best, history, probes)
+    if contest is None and attempts > 1 and best.agreement < 2 and report.verified:
+        contest = Check("agreement", False, f"no other candidate of {len(history)} behaves like this one on the "
+                        f"examples and {len(probes)} probe inputs: the checks alone do not pin the function down",
+                        provenance="probe")
     if contest is not None:
         report = replace(report, checks=[*report.checks, contest])
     selection.update(probes=len(probes), contested=contest.detail if contest else None)

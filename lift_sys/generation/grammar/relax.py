@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lift_sys.errors import UnsupportedSchemaError
-from lift_sys.generation.grammar.lint import _EXTRA, _FORMATS, _LOOKAROUND, _NEVER, _NUMBER_KW, _STRING_KW, _escape
+from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LOOKAROUND, _NEVER, _NUMBER_KW, _STRING_KW, _escape,
+                                             applicator_siblings)
 
 # Keywords whose removal only loosens the grammar (never a reference, never a bound the grammar enforces).
 RELAXABLE = frozenset(set(_NEVER) - {"$dynamicRef", "$recursiveRef"}) | {
@@ -168,6 +169,10 @@ class _Relaxer:
 
     def relax_node(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
         xgr = self.backend == "xgrammar"
+        # What evaluates items / properties in place, read *before* anything is removed: an ``if`` left to
+        # validation still made items "evaluated" (JSTS unevaluatedItems#14: reading unevaluatedItems as
+        # items after removing the if/then/else rejected the valid ["foo", "bar", "then"]).
+        in_place = {k for k in (*_APPLICATORS, "contains") if k in node}
         # Exact rewrites first: decimal counts, enum filtered by its siblings (xgrammar ignores siblings of enum).
         for keyword in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
                         "minContains", "maxContains"):
@@ -183,6 +188,11 @@ class _Relaxer:
                 if not (isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1):
                     break
                 self.xgrammar_allof(node, path)
+            for applicator in ("anyOf", "oneOf", "allOf"):
+                if applicator_siblings(node, applicator):
+                    # the keywords beside it are what xgrammar keeps if the applicator goes: a looser grammar
+                    self.remove(node, path, applicator, f"xgrammar reads only the {applicator} beside other "
+                                "keywords; it is checked by validation")
             if isinstance(node.get("allOf"), list) and node["allOf"] and \
                     any(k in node for k in ("anyOf", "oneOf", "$ref", "not", "if")):
                 # Measured (JSTS 2020-12 unevaluatedProperties#31): xgrammar 0.2.8 accepted {"bar": 1} against
@@ -199,7 +209,7 @@ class _Relaxer:
             self.remove(node, path, keyword, "'contains' is checked by validation")
         for keyword in ("dependentRequired", "dependentSchemas", "dependencies"):
             self.remove(node, path, keyword, "dependencies between properties are checked by validation")
-        self.unevaluated(node, path)
+        self.unevaluated(node, path, in_place)
         fmt = node.get("format")
         if "format" in node and not (isinstance(fmt, str) and fmt in self.formats):
             self.remove(node, path, "format", f"format {fmt!r} is checked by validation")
@@ -214,9 +224,12 @@ class _Relaxer:
         if xgr:
             self.xgrammar_untyped(node, path)
 
-    def unevaluated(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
-        in_place = any(k in node for k in _APPLICATORS)
-        if "unevaluatedProperties" in node and not in_place and "additionalProperties" not in node \
+    def unevaluated(self, node: dict[str, Any], path: tuple[str, ...], in_place: set[str]) -> None:
+        """``unevaluated*`` with nothing beside it to evaluate in place is ``additionalProperties`` /
+        ``items`` (exact); otherwise it is left to validation. ``contains`` evaluates the items it
+        matches (2020-12), so it counts for ``unevaluatedItems`` (JSTS unevaluatedItems#21, #23, #24)."""
+        props_in_place = bool(in_place - {"contains"})
+        if "unevaluatedProperties" in node and not props_in_place and "additionalProperties" not in node \
                 and "patternProperties" not in node and not self.referenced_under((*path, "unevaluatedProperties")):
             node["additionalProperties"] = node.pop("unevaluatedProperties")  # no applicator: the same thing
             self.note("unevaluatedProperties", path, "read as additionalProperties (no applicator beside it)", True)

@@ -23,6 +23,70 @@ from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocab
 from lift_sys.generation.grammar.lint import lint_schema
 
 
+_ANY = "x-lift-any-json"
+_ANY_REF = {"$ref": f"#/$defs/{_ANY}"}
+_ANY_DEF = {"anyOf": [
+    {"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
+    {"type": "array", "items": _ANY_REF}, {"type": "object", "additionalProperties": _ANY_REF},
+]}
+_VALUE_KEYS = ("items", "additionalItems", "additionalProperties", "unevaluatedItems", "unevaluatedProperties")
+_LIST_KEYS = ("prefixItems", "anyOf", "oneOf", "allOf")
+_MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def spell_out_any(schema: Any) -> Any:
+    """The schema with every "any JSON value" position spelled out as one compact recursive ``$def``.
+
+    Measured (xgrammar 0.2.8, ``separators=(",", ":")``): its built-in any-value
+    writes ``[1, 2]`` -- the separators are not applied inside it -- and with
+    ``strict_mode`` an absent ``additionalProperties``/``items`` means *none*, so
+    ``{"foo": 1}`` was rejected by ``{"type": "object"}``: 126 valid instances of
+    the official suite (2020-12) rejected. ``{}``/``true``, and an absent
+    ``items``, ``additionalItems`` or ``additionalProperties`` beside an array or
+    object schema, all mean "any value": written out, they say the same thing in
+    the compact form every other backend produces. Exact: no language changes.
+    """
+    root = _spell(schema, top=True)
+    if isinstance(root, dict):
+        root = dict(root)
+        root["$defs"] = {**(root.get("$defs") or {}), _ANY: _ANY_DEF}
+    return root
+
+
+def _types(node: dict) -> set[str]:
+    t = node.get("type")
+    return {t} if isinstance(t, str) else set(t) if isinstance(t, list) else set()
+
+
+def _spell(node: Any, top: bool = False) -> Any:
+    if node is True or node == {}:
+        return dict(_ANY_DEF) if top else _ANY_REF
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    for key in _VALUE_KEYS:
+        if key in node and node[key] is not False:
+            node[key] = _spell(node[key])
+    for key in _LIST_KEYS:
+        if isinstance(node.get(key), list):
+            node[key] = [_spell(x) for x in node[key]]
+    if isinstance(node.get("items"), list):  # draft 7 tuple form
+        node["items"] = [_spell(x) for x in node["items"]]
+    for key in _MAP_KEYS:
+        if isinstance(node.get(key), dict):
+            node[key] = {k: _spell(v) for k, v in node[key].items()}
+    types = _types(node)
+    if "array" in types or (not types and ("prefixItems" in node or "items" in node)):
+        if "items" not in node:
+            node["items"] = _ANY_REF
+        elif isinstance(node["items"], list) and "additionalItems" not in node:
+            node["additionalItems"] = _ANY_REF
+    if "object" in types or (not types and "properties" in node):
+        if not any(k in node for k in ("additionalProperties", "patternProperties", "unevaluatedProperties")):
+            node["additionalProperties"] = _ANY_REF
+    return node
+
+
 class XGrammarMatcher:
     def __init__(self, matcher: Any) -> None:
         self._m = matcher
@@ -100,7 +164,8 @@ class XGrammarBackend:
         try:
             if spec.kind == "json_schema":
                 compiled = compiler.compile_json_schema(
-                    json.dumps(spec.source), any_whitespace=False, separators=(",", ":"), strict_mode=True
+                    json.dumps(spell_out_any(spec.source)), any_whitespace=False, separators=(",", ":"),
+                    strict_mode=False
                 )
             elif spec.kind == "regex":
                 compiled = compiler.compile_regex(spec.source)

@@ -45,7 +45,6 @@ class Constraint:
 class Timings:
     """Milliseconds spent in each phase of one generation."""
 
-    queue_ms: float = 0.0
     compile_ms: float = 0.0
     prompt_ms: float = 0.0  # prefill of the uncached prompt suffix
     ttft_ms: float = 0.0  # from engine start to the first generated token

@@ -128,7 +128,6 @@ class GrammarBackend(Protocol):
     """One constraint engine (llguidance, xgrammar)."""
 
     name: str
-    supports_fast_forward: bool
 
     def lint(self, spec: GrammarSpec) -> None:
         """Raise UnsupportedSchemaError for any keyword this backend would not enforce."""

@@ -71,7 +71,6 @@ class LLGuidanceMatcher:
 
 class LLGuidanceBackend:
     name = "llguidance"
-    supports_fast_forward = True
 
     def __init__(self) -> None:
         import llguidance  # noqa: F401  (fail early with ImportError if missing)

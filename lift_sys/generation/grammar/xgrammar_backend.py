@@ -118,7 +118,6 @@ class XGrammarMatcher:
 
 class XGrammarBackend:
     name = "xgrammar"
-    supports_fast_forward = False
 
     def __init__(self) -> None:
         try:

@@ -136,6 +136,9 @@ def _lift(service: Any, problem: dict, attempts: int, max_tokens: int) -> dict[s
         # for auditing the selection, not for choosing: which candidates HumanEval's tests would pass
         t_audit = time.perf_counter()
         row["candidates_passed"] = [run_tests(problem, a.code)[0] if a.code else False for a in piped.attempts]
+        row["candidates"] = [{"source": a.source, "code": a.code, "checks_hold": bool(a.report and a.report.verified),
+                              "failed": [c.name for c in a.report.failures()] if a.report else [a.error],
+                              "agreement": a.agreement} for a in piped.attempts]
         t0 += time.perf_counter() - t_audit  # the audit is not part of lift's time
         row.update(code=piped.code, verified=piped.verified, attempts=len(piped.attempts),
                    first_verified=bool(first and first.verified), selection=piped.selection,

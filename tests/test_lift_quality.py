@@ -344,6 +344,14 @@ def test_a_larger_agreeing_group_wins_and_is_verified():
     assert result.selection["contested"] is None
 
 
+def test_a_probe_one_candidate_raises_on_is_not_a_disagreement():
+    """Perturbed inputs leave the domain; raising there or returning is a free choice, not a different function."""
+    strict = CLOSE_ANY_PAIR.replace("    return", "    if threshold > 0.75:\n        raise ValueError('too large')\n    return")
+    result = generate_verified_code(_scripted([CLOSE_ANY_PAIR, strict]), _close_ir(), GenerateOptions(), attempts=3)
+    assert any("raised" in o for o in result.attempts[1].probe_outcomes)  # it did raise on a probe
+    assert len(result.attempts) == 2 and result.best.agreement == 2 and result.verified
+
+
 def test_a_list_of_distinct_examples_is_not_a_loop():
     """Regression: collapsing digits made the Fibonacci IR's examples (n = 0, 1, 2, ...) look periodic."""
     examples = ",".join(f'{{"inputs":{{"n":{n}}},"output":{f},"raises":null}}' for n, f in

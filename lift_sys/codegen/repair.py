@@ -15,25 +15,30 @@ check is a *claim*, not a verdict:
    A later candidate is told which *static* and *given* checks the best
    one so far failed (those are facts); never which invented checks it
    failed (steering code toward a wrong IR example breaks correct code).
-2. Each candidate is verified in the sandbox (:func:`verify_code`); its
-   answers on the examples' inputs and on *probes* (the examples' inputs
-   perturbed: :mod:`lift_sys.codegen.probes`) are its *behaviour*.
+2. Each candidate is verified in the sandbox (:func:`verify_code`), and
+   called on *probes* (the examples' inputs perturbed:
+   :mod:`lift_sys.codegen.probes`). Two candidates *agree* when they
+   answer every example alike (value, or exception class) and return the
+   same value on every probe both return a value for. A probe one of them
+   raises on is not compared: perturbed inputs leave the domain (an empty
+   list, a negative count) where raising or returning is a free choice,
+   and counting those as disagreements split correct candidates apart.
 3. The search stops when the winner passes every check *and* another
-   candidate behaves exactly like it: the IR and two independently
+   candidate agrees with it: the IR and two independently
    written programs agree. A lone candidate that passes checks can still
    be wrong where the checks are silent (HumanEval/0: comparing only
    adjacent numbers passed both doctests), so one is not enough while the
    budget lasts.
 4. Otherwise the winner is chosen by, in order: static checks passed,
    given checks passed, then CodeT's dual agreement -- the number of
-   candidates that behave identically times (1 + the invented checks
-   that behaviour satisfies) -- then fewer failures, then the earlier.
+   candidates that agree with it (itself included) times (1 + the
+   invented checks it satisfies) -- then fewer failures, then the earlier.
 5. The winner's checks are labelled: an invented check it passes is
-   *agreed*; one it fails while at least one other candidate behaves
-   exactly like it is *suspect* (independent samples agree with each
+   *agreed*; one it fails while at least one other candidate agrees
+   with it is *suspect* (independent samples agree with each
    other against the IR: reported, not blocking); one it fails alone
-   still blocks. If another group of candidates, at least as large and
-   also passing every check, behaves differently on some probe, the
+   still blocks. If another candidate, agreed with as widely and also
+   passing every check, returns something else on some probe, the
    winner gets a failed ``probe`` check naming that input: the checks do
    not decide between two functions, so neither is *verified*. Nor is a
    winner no other candidate agrees with, when more than one was allowed
@@ -77,13 +82,14 @@ class Attempt:
     result: Any = field(default=None, repr=False)  # the CodeResult (usage, timings)
     exception: LiftError | None = field(default=None, repr=False)  # why no code came out
 
-    @property
-    def behaviour(self) -> str | None:
-        """What it answered on the examples' inputs and the probes (exception class, not message)."""
-        r = self.report
-        if r is None or not r.outcomes:
-            return None
-        return json.dumps([_answer(o) for o in [*r.outcomes, *(self.probe_outcomes or [])]], sort_keys=True)
+    def agrees_with(self, other: "Attempt") -> bool:
+        """Same answers on every example; the same value on every probe both returned a value for."""
+        mine, theirs = self.report, other.report
+        if mine is None or theirs is None or not mine.outcomes or not theirs.outcomes:
+            return False
+        if [_answer(o) for o in mine.outcomes] != [_answer(o) for o in theirs.outcomes]:
+            return False
+        return _first_difference(self.probe_outcomes or [], other.probe_outcomes or []) is None
 
     def count(self, provenance: str) -> tuple[int, int]:
         """(passed, total) of this candidate's blocking checks with ``provenance``."""
@@ -145,6 +151,15 @@ def _answer(outcome: dict) -> Any:
     return ["other", sorted(k for k in outcome if k != "message")]
 
 
+def _first_difference(mine: list[dict], theirs: list[dict]) -> int | None:
+    """Index of the first probe both answered with a value, and with different values."""
+    for i, (a, b) in enumerate(zip(mine, theirs)):
+        x, y = _answer(a), _answer(b)
+        if x[0] == y[0] == "value" and x != y:
+            return i
+    return None
+
+
 CodeGenerator = Callable[..., Any]
 """``generate(ir, options, feedback=...) -> CodeResult`` (InferenceService.generate_code)."""
 
@@ -168,21 +183,17 @@ def _score(a: Attempt) -> tuple:
 def select(history: list[Attempt]) -> tuple[Attempt | None, dict[str, Any]]:
     """The winning candidate (see the module docstring) and a record of why."""
     candidates = [a for a in history if a.report is not None and a.code]
-    behaviours: dict[str, int] = {}
     for a in candidates:
-        if a.behaviour is not None:
-            behaviours[a.behaviour] = behaviours.get(a.behaviour, 0) + 1
-    for a in candidates:
-        a.agreement = behaviours.get(a.behaviour, 0) if a.behaviour is not None else 1
+        a.agreement = 1 + sum(a.agrees_with(b) for b in candidates if b is not a)
     if not candidates:
         return None, {"candidates": len(history), "winner": None, "why": "no candidate produced code"}
     winner = max(candidates, key=_score)
     given, given_total = winner.count("given")
     invented, invented_total = winner.count("invented")
     why = (f"candidate {winner.index} of {len(history)} (from the {winner.source}): given checks {given}/{given_total}, "
-           f"{winner.agreement} candidate(s) behave identically, invented checks {invented}/{invented_total}")
+           f"{winner.agreement} candidate(s) agree, invented checks {invented}/{invented_total}")
     return winner, {"candidates": len(history), "winner": winner.index, "why": why,
-                    "behaviours": sorted(behaviours.values(), reverse=True)}
+                    "agreement": [a.agreement for a in history]}
 
 
 def rival(winner: Attempt, history: list[Attempt], probes: list[dict]) -> Check | None:
@@ -192,15 +203,15 @@ def rival(winner: Attempt, history: list[Attempt], probes: list[dict]) -> Check 
         return None
     for other in history:
         if (other is winner or other.report is None or not other.report.verified or other.probe_outcomes is None
-                or other.behaviour == winner.behaviour or other.agreement < winner.agreement):
+                or other.agreement < winner.agreement):
             continue
-        for probe, mine, theirs in zip(probes, winner.probe_outcomes, other.probe_outcomes):
-            if _answer(mine) != _answer(theirs):
-                args = ", ".join(f"{k}={json.dumps(v)[:60]}" for k, v in probe.items())
-                return Check("agreement", False,
-                             f"candidate {other.index} also passes every check but answers ({args}) with "
-                             f"{json.dumps(_answer(theirs)[1])[:80]}, this one with {json.dumps(_answer(mine)[1])[:80]}",
-                             provenance="probe")
+        i = _first_difference(winner.probe_outcomes, other.probe_outcomes)
+        if i is not None:
+            mine, theirs = _answer(winner.probe_outcomes[i])[1], _answer(other.probe_outcomes[i])[1]
+            args = ", ".join(f"{k}={json.dumps(v)[:60]}" for k, v in probes[i].items())
+            return Check("agreement", False,
+                         f"candidate {other.index} also passes every check but answers ({args}) with "
+                         f"{json.dumps(theirs)[:80]}, this one with {json.dumps(mine)[:80]}", provenance="probe")
     return None
 
 
@@ -284,7 +295,7 @@ def generate_verified_code(
     report = label(best.report, best.agreement)
     contest = rival(best, history, probes)
     if contest is None and attempts > 1 and best.agreement < 2 and report.verified:
-        contest = Check("agreement", False, f"no other candidate of {len(history)} behaves like this one on the "
+        contest = Check("agreement", False, f"no other candidate of {len(history)} agrees with this one on the "
                         f"examples and {len(probes)} probe inputs: the checks alone do not pin the function down",
                         provenance="probe")
     if contest is not None:

@@ -126,6 +126,7 @@ def _lift(service: Any, problem: dict, attempts: int, max_tokens: int) -> dict[s
                            "checks": [], "selection": {}, "given_examples": 0, "invented_examples": 0}
     try:
         ir_r, piped = service.lift(problem["prompt"], GenerateOptions(max_tokens=max_tokens), attempts=attempts)
+        row["ir"] = ir_r.ir.model_dump(mode="json", include={"signature", "assertions", "examples"})
         row.update(ir_samples=ir_r.samples, ir_resampled=ir_r.resampled, tokens=ir_r.generation.completion.completion_tokens,
                    given_examples=sum(e.given for e in ir_r.ir.examples),
                    invented_examples=sum(not e.given for e in ir_r.ir.examples),

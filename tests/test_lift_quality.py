@@ -352,6 +352,16 @@ def test_a_probe_one_candidate_raises_on_is_not_a_disagreement():
     assert len(result.attempts) == 2 and result.best.agreement == 2 and result.verified
 
 
+def test_which_exception_a_candidate_raises_is_for_the_checks_not_for_agreement():
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["examples"] = [{"inputs": {"text": "Hello"}, "output": 2, "given": True},
+                       {"inputs": {"text": None}, "raises": "TypeError", "given": False}]
+    other = GOOD.replace("raise TypeError('no')", "raise ValueError('no')")
+    result = generate_verified_code(_scripted([other, GOOD]), spec_from_document(doc), GenerateOptions(), attempts=2)
+    assert [a.agreement for a in result.attempts] == [2, 2]  # same values wherever both returned one
+    assert result.code == GOOD  # ...and the invented TypeError example still decides between them
+
+
 def test_a_list_of_distinct_examples_is_not_a_loop():
     """Regression: collapsing digits made the Fibonacci IR's examples (n = 0, 1, 2, ...) look periodic."""
     examples = ",".join(f'{{"inputs":{{"n":{n}}},"output":{f},"raises":null}}' for n, f in

@@ -369,3 +369,27 @@ def test_a_list_of_distinct_examples_is_not_a_loop():
     assert not is_runaway('{"examples":[' + examples)
     same = ",".join('{"inputs":{"n":1},"output":1,"raises":null}' for _ in range(6))
     assert is_runaway('{"examples":[' + same)  # the same example, verbatim, over and over: a loop
+
+
+# ---------------------------------------------------------------------------- forgotten imports
+
+def test_forgotten_typing_and_module_imports_are_added_and_nothing_else():
+    from lift_sys.codegen.imports import add_missing_imports, missing_imports
+
+    code = ("def f(xs: List[int], d: Optional[Dict[str, int]] = None) -> float:\n"
+            "    ys = [math.sqrt(x) for x in xs]\n    return statistics.mean(ys) + undefined_name\n")
+    assert missing_imports(code) == ["from typing import Dict, List, Optional", "import math", "import statistics"]
+    fixed = add_missing_imports(code)
+    assert fixed.startswith("from typing import Dict, List, Optional\nimport math\nimport statistics\ndef f(")
+    assert missing_imports(fixed) == []
+    # already imported, bound locally, or not a module used as one: left alone
+    assert missing_imports("from typing import List\nimport math as m\ndef g(List, x):\n    return m.pi\n") == []
+    assert missing_imports("def h(math):\n    return math.pi\n") == []
+    assert missing_imports("def broken(:\n") == []
+
+
+def test_a_candidate_that_forgot_its_typing_import_is_verified_like_one_that_did_not():
+    code = GOOD.replace("def count_vowels(text: str) -> int:", "def count_vowels(text: str) -> Optional[int]:")
+    ir = _invented_ir(wrong_output_for_sky=0)
+    result = generate_verified_code(_scripted([code, code]), ir, GenerateOptions(), attempts=2)
+    assert result.code.startswith("from typing import Optional\n") and result.verified

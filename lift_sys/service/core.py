@@ -20,6 +20,7 @@ from typing import Any
 from lift_sys import __version__
 from lift_sys.codegen.sandbox import describe as sandbox_description
 from lift_sys.codegen.check import Check, check_code_against_ir
+from lift_sys.codegen.imports import add_missing_imports
 from lift_sys.codegen.prompt import (CODE_BLOCK_REGEX, CODE_SCHEMA, CodeFormat, code_messages, raw_code_messages,
                                      request_code_messages, unfence)
 from lift_sys.errors import (
@@ -182,6 +183,12 @@ def _unusable_examples(spec: IRSpec) -> dict[int, str]:
             out[j] = "repeats an earlier example's inputs"
         seen.add(key)
     return out
+
+
+def _code_result(code: str, ir: IRSpec, result: GenerationResult) -> CodeResult:
+    """A candidate's source with the imports it forgot added (:mod:`lift_sys.codegen.imports`), statically checked."""
+    code = add_missing_imports(code)
+    return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
 
 
 def _repeated_assertions(spec: IRSpec) -> dict[int, str]:
@@ -528,7 +535,7 @@ class InferenceService:
             code = unfence(result.text)
         else:
             raise InvalidRequest(f"code_format must be raw or json, not {code_format!r}")
-        return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
+        return _code_result(code, ir, result)
 
     def generate_code_from_request(self, request: str, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
                                    feedback: str | None = None, cancel: CancelToken | None = None) -> CodeResult:
@@ -539,8 +546,7 @@ class InferenceService:
         """
         result = self.generate(request_code_messages(request, ir, feedback), _CODE_BLOCK_GRAMMAR, options,
                                cancel=cancel, stop_runaway=True)
-        code = unfence(result.text)
-        return CodeResult(code=code, language="python", checks=check_code_against_ir(code, ir), generation=result)
+        return _code_result(unfence(result.text), ir, result)
 
     def generate_verified_code(self, ir: IRSpec, options: GenerateOptions = GenerateOptions(), *,
                                attempts: int = 3, on_attempt=None, cancel: CancelToken | None = None,

@@ -639,7 +639,7 @@ def bench_quality(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON to this file."),
     limit: int = typer.Option(40, "--limit", help="Number of HumanEval problems."),
     offset: int = typer.Option(0, "--offset", help="First problem index."),
-    attempts: int = typer.Option(4, "--attempts", help="Code candidates in the lift mode (it stops at the first that passes every check)."),
+    attempts: int = typer.Option(4, "--attempts", help="Code candidates in the lift mode (all are generated, then one is chosen)."),
     modes: str = typer.Option("direct,direct-raw,lift", "--modes", help="Comma-separated: direct (code in a JSON string), direct-raw (a fenced block), lift (NL -> IR -> verified code)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `lift-sys models`); default LIFT_MODEL."),
     max_tokens: int = typer.Option(1000, "--max-tokens", help="Budget of each generation (IR, each candidate, direct)."),

@@ -68,7 +68,7 @@ def test_pipeline_reports_given_examples_candidates_and_provenance(fake):
     body = json.loads(r.stdout)
     assert set(body) == {"ir", "code", "verification", "selection", "attempts"}
     assert body["code"] == GOOD and body["verification"]["verified"] is True
-    # candidate 2 (from the IR) passes; candidate 3 (from the request again) behaves the same: stop
+    # candidate 2 (from the IR) passes; candidate 3 (from the request again) agrees with it
     assert len(body["attempts"]) == 3 and body["selection"]["winner"] == 1
     assert [a["source"] for a in body["attempts"]] == ["request", "ir", "request"]
     provenance = {c["name"]: c["provenance"] for c in body["verification"]["checks"]}

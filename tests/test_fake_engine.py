@@ -77,7 +77,7 @@ def test_verified_code_repairs_with_the_sandbox_feedback():
 
     # a client's IR: its examples are given (facts), so a failed one is fed back to the next candidate
     result = InferenceService(engine).generate_verified_code(spec_from_document(EXAMPLE_IR), attempts=3)
-    assert result.verified and len(result.attempts) == 3  # the third confirms the second (same behaviour)
+    assert result.verified and len(result.attempts) == 3  # the third agrees with the second
     repair_prompt = engine.calls[1][0][-1]["content"]
     assert "example[0]" in repair_prompt and "expected 2" in repair_prompt
 

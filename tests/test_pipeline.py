@@ -37,7 +37,7 @@ def test_repair_loop_feeds_failures_back_and_keeps_the_passing_candidate():
 
     result = generate_verified_code(scripted, IR, GenerateOptions(seed=5), attempts=3)
     assert result.verified and result.repaired and result.code == GOOD
-    # the first passing candidate is confirmed by a second that behaves the same (probes included)
+    # every candidate is generated; the passing one is confirmed by the third, which agrees with it
     assert len(result.attempts) == 3 and result.best.index == 1 and result.best.agreement == 2
     assert seen[0][2] is None
     assert "example[0]: returned 1, expected 2" in seen[1][2]  # the evidence reaches the next attempt

@@ -26,13 +26,14 @@ check is a *claim*, not a verdict:
    split correct candidates apart (HumanEval 0-19, 0.5B: four correct
    filter_by_substring candidates agreed with nobody). Whether the right
    exception is raised is the examples' checks' business.
-3. The search stops when the winner passes every check *and* another
-   candidate agrees with it: the IR and two independently
-   written programs agree. A lone candidate that passes checks can still
-   be wrong where the checks are silent (HumanEval/0: comparing only
-   adjacent numbers passed both doctests), so one is not enough while the
-   budget lasts.
-4. Otherwise the winner is chosen by, in order: static checks passed,
+3. Every candidate the budget allows is generated. The search used to
+   stop at the first candidate passing every check, then at the first
+   two that agreed; both were wrong on HumanEval/0 -- comparing only
+   adjacent numbers passed both doctests, and the candidate written from
+   the IR made the same mistake -- while a later candidate, right and
+   passing every check too, was never seen. Only all of them together
+   show whether the checks pin the function down.
+4. The winner is chosen by, in order: static checks passed,
    given checks passed, then CodeT's dual agreement -- the number of
    candidates that agree with it (itself included) times (1 + the
    invented checks it satisfies) -- then fewer failures, then the earlier.
@@ -40,10 +41,10 @@ check is a *claim*, not a verdict:
    *agreed*; one it fails while at least one other candidate agrees
    with it is *suspect* (independent samples agree with each
    other against the IR: reported, not blocking); one it fails alone
-   still blocks. If another candidate, agreed with as widely and also
-   passing every check, returns something else on some probe, the
-   winner gets a failed ``probe`` check naming that input: the checks do
-   not decide between two functions, so neither is *verified*. Nor is a
+   still blocks. If any other candidate that also passes every check
+   returns something else on some probe, the winner gets a failed
+   ``probe`` check naming that input: the checks do not decide between
+   two functions, so neither is *verified*. Nor is a
    winner no other candidate agrees with, when more than one was allowed
    (HumanEval/0 again: the lone adjacent-only candidate, every other one
    failing a check). *verified* = every check that blocks holds.
@@ -201,13 +202,12 @@ def select(history: list[Attempt]) -> tuple[Attempt | None, dict[str, Any]]:
 
 
 def rival(winner: Attempt, history: list[Attempt], probes: list[dict]) -> Check | None:
-    """A failed ``probe`` check if a group of candidates as large as the winner's, each passing every
-    check, answers some probe differently (the module docstring, step 5); ``None`` otherwise."""
+    """A failed ``probe`` check if another candidate passing every check returns a different value on some
+    probe (the module docstring, step 5); ``None`` otherwise."""
     if winner.probe_outcomes is None:
         return None
     for other in history:
-        if (other is winner or other.report is None or not other.report.verified or other.probe_outcomes is None
-                or other.agreement < winner.agreement):
+        if other is winner or other.report is None or not other.report.verified or other.probe_outcomes is None:
             continue
         i = _first_difference(winner.probe_outcomes, other.probe_outcomes)
         if i is not None:
@@ -287,12 +287,6 @@ def generate_verified_code(
         history.append(attempt)
         if on_attempt:
             on_attempt(attempt)
-        if attempt.report is not None and attempt.report.verified:
-            best = select(history)[0]
-            if len(history) == 1 and attempts == 1:
-                break
-            if best is not None and best.agreement >= 2 and label(best.report, best.agreement).verified:
-                break  # checks hold and an independent candidate agrees everywhere it was asked
     best, selection = select(history)
     if best is None or best.report is None:
         return PipelineResult(None, None, history, None, selection)

@@ -243,7 +243,7 @@ def code(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=MAX_TOKENS_HELP),
     temperature: float = typer.Option(0.0, "--temperature", "-t", help="First attempt; repairs raise it."),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    attempts: int = typer.Option(3, "--attempts", help="Generate -> verify -> repair up to this many times."),
+    attempts: int = typer.Option(3, "--attempts", help="Candidates to generate and verify (the best is chosen; later ones are told what failed)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object {ir, code, verification, attempts} on stdout."),
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
 ) -> None:
@@ -270,7 +270,7 @@ def pipeline(
     grammar_backend: Optional[str] = typer.Option(None, "--grammar-backend", "-g", help=BACKEND_HELP),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Budget of the IR and of each code attempt. "
                                              + MAX_TOKENS_HELP.split(", reported as truncated")[1].lstrip(" ")),
-    attempts: int = typer.Option(3, "--attempts", help="Code attempts (generate -> verify -> repair)."),
+    attempts: int = typer.Option(3, "--attempts", help="Code candidates, alternately from the request and the IR; all verified, the best chosen."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object {ir, code, verification, attempts} on stdout."),
     engine_url: Optional[str] = typer.Option(None, "--engine-url", help="Use an OpenAI-compatible server."),
 ) -> None:

@@ -66,12 +66,12 @@ class CodeRequest(_Req):
     max_tokens: Optional[int] = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0, le=MAX_TEMPERATURE)
     seed: Optional[int] = Field(None, ge=0, le=SEED_MAX)
-    attempts: int = Field(3, ge=1, le=6, description="Generate -> verify (sandbox) -> repair up to this many times")
+    attempts: int = Field(3, ge=1, le=6, description="Candidates to generate and verify in the sandbox; the best is chosen")
 
 
 class PipelineRequest(_Req):
     prompt: str = Field(min_length=1, description="The request in plain English")
-    attempts: int = Field(3, ge=1, le=6, description="Code attempts (generate -> verify -> repair)")
+    attempts: int = Field(3, ge=1, le=6, description="Code candidates, alternately from the prompt and the IR; all verified, the best chosen")
     max_tokens: Optional[int] = Field(None, ge=1, description="Budget for each generation (IR, each code attempt)")
     grammar_backend: Optional[Backend] = None
 
@@ -111,7 +111,7 @@ class CodeResponse(BaseModel):
     verified: bool = Field(description="Every blocking verification check passed (examples and assertions run in a sandbox)")
     verification: Optional[VerificationOut] = None
     selection: dict[str, Any] = Field(default_factory=dict, description="Which candidate won and why (given checks, then agreement)")
-    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Each candidate: code, verification, temperature, seed, agreement")
+    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Each candidate: source (request or ir), code, verification, temperature, seed, agreement")
     usage: Usage
     timings: TimingsOut
     finish_reason: str

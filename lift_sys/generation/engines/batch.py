@@ -285,20 +285,11 @@ class BatchScheduler:
         # forced tokens is still cheaper than spreading them over steps.
         prefill_left = self.prefill_chunk if decoding else self._capacity
         fed: list[tuple[_Request, int]] = []
-        # At most one sequence feeds several tokens in a step (a prompt chunk or grammar-forced tokens); the
-        # others wait a step. Two sequences' multi-token rows in one ubatch change each other's logits in the
-        # last bits (measured: two identical prompts prefilled together, temperature 0.9 and the same seed,
-        # sampled different text), and a request's output must not depend on who else is running.
-        multi_taken = False
         for req in order:
             room = self._capacity - n
             if req.prefilling:
                 room = min(self._capacity - n, prefill_left)
             take = min(len(req.feed), room)
-            if take > 1:
-                if multi_taken:
-                    continue
-                multi_taken = True
             if take <= 0:
                 continue
             kv = self._kv[req.slot]

@@ -30,8 +30,8 @@ REQUESTS = [
 CASES = [
     pytest.param(REQUESTS[0][0], REQUESTS[0][1], "llguidance", id="fibonacci-llguidance"),
     pytest.param(REQUESTS[0][0], REQUESTS[0][1], "xgrammar", id="fibonacci-xgrammar"),
-    pytest.param(REQUESTS[1][0], REQUESTS[1][1], "llguidance", id="palindrome-llguidance"),
-    pytest.param(REQUESTS[2][0], REQUESTS[2][1], "xgrammar", id="merge-xgrammar"),
+    pytest.param(REQUESTS[1][0], REQUESTS[1][1], "xgrammar", id="palindrome-xgrammar"),
+    pytest.param(REQUESTS[2][0], REQUESTS[2][1], "llguidance", id="merge-llguidance"),
 ]
 
 

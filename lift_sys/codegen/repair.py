@@ -81,7 +81,7 @@ class Attempt:
     completion_tokens: int = 0
     feedback: str | None = None  # what this candidate was told about the best earlier one
     source: str = "ir"  # the prompt it was written from: "ir" or "request"
-    agreement: int = 0  # candidates (itself included) that behave exactly like it on examples and probes
+    agreement: int = 0  # candidates (itself included) that agree with it (see agrees_with)
     probe_outcomes: list[dict] | None = field(default=None, repr=False)  # its answers on the probe inputs
     result: Any = field(default=None, repr=False)  # the CodeResult (usage, timings)
     exception: LiftError | None = field(default=None, repr=False)  # why no code came out
@@ -91,10 +91,9 @@ class Attempt:
         mine, theirs = self.report, other.report
         if mine is None or theirs is None or not mine.outcomes or not theirs.outcomes:
             return False
-        a = [*mine.outcomes, *(self.probe_outcomes or [])]
-        b = [*theirs.outcomes, *(other.probe_outcomes or [])]
-        both = [(x, y) for x, y in zip(map(_answer, a), map(_answer, b)) if x[0] == y[0] == "value"]
-        return bool(both) and all(x == y for x, y in both)
+        both = _both_returned([*mine.outcomes, *(self.probe_outcomes or [])],
+                              [*theirs.outcomes, *(other.probe_outcomes or [])])
+        return bool(both) and all(x == y for _, x, y in both)
 
     def count(self, provenance: str) -> tuple[int, int]:
         """(passed, total) of this candidate's blocking checks with ``provenance``."""
@@ -156,13 +155,15 @@ def _answer(outcome: dict) -> Any:
     return ["other", sorted(k for k in outcome if k != "message")]
 
 
+def _both_returned(mine: list[dict], theirs: list[dict]) -> list[tuple[int, Any, Any]]:
+    """(index, my answer, their answer) for every call both answered with a value: what agreement compares."""
+    pairs = ((i, _answer(a), _answer(b)) for i, (a, b) in enumerate(zip(mine, theirs)))
+    return [(i, x, y) for i, x, y in pairs if x[0] == y[0] == "value"]
+
+
 def _first_difference(mine: list[dict], theirs: list[dict]) -> int | None:
-    """Index of the first probe both answered with a value, and with different values."""
-    for i, (a, b) in enumerate(zip(mine, theirs)):
-        x, y = _answer(a), _answer(b)
-        if x[0] == y[0] == "value" and x != y:
-            return i
-    return None
+    """Index of the first call both answered with a value, and with different values."""
+    return next((i for i, x, y in _both_returned(mine, theirs) if x != y), None)
 
 
 CodeGenerator = Callable[..., Any]

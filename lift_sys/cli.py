@@ -604,19 +604,33 @@ def bench_batch(
     slots: Optional[int] = typer.Option(None, "--slots", help="Slots of the batched engine (default: the largest level)."),
     single: bool = typer.Option(True, "--single/--no-single", help="Also run the same levels on a one-slot engine."),
     flash_attn: bool = typer.Option(True, "--flash-attn/--no-flash-attn", help="Flash attention in the batched engine."),
+    sustained: str = typer.Option("1,8", "--sustained", help="Comma-separated client counts kept busy for "
+                                  "--sustained-s each (steady-state tok/s); empty to skip."),
+    sustained_s: float = typer.Option(60.0, "--sustained-s", help="Measurement window of each sustained level, seconds."),
 ) -> None:
-    """Continuous batching: N concurrent IR requests, LIFT_SLOTS=N vs 1 vs the raw llama_decode ceiling, one run."""
+    """Continuous batching: N concurrent IR requests, LIFT_SLOTS=N vs 1 vs the raw llama_decode ceiling, one run.
+
+    Two views of throughput: a burst (N requests at once, until the last
+    finishes) and sustained load (N clients sending back to back; tokens
+    counted inside a window while every client is busy).
+    """
     run = _bench_module("batch").run_batch_bench
     try:
         levels = [1, 4] if quick else [int(x) for x in concurrency.split(",") if x.strip()]
+        steady = [] if quick else [int(x) for x in sustained.split(",") if x.strip()]
     except ValueError:
-        raise _fail(f"--concurrency takes comma-separated integers, not {concurrency!r}") from None
+        raise _fail(f"--concurrency and --sustained take comma-separated integers, not {concurrency!r} / {sustained!r}") from None
+    if steady and (min(steady) < 1 or max(steady) > 64):
+        raise _fail("--sustained levels must be between 1 and 64")
+    if not 5 <= sustained_s <= 3600:
+        raise _fail("--sustained-s must be between 5 and 3600 seconds")
     if not levels or min(levels) < 1 or max(levels) > 64:
         raise _fail("--concurrency levels must be between 1 and 64")
     if slots is not None and not 2 <= slots <= 64:
         raise _fail("--slots must be between 2 and 64")
     try:
-        results = run(levels=levels, slots=slots, single=single, flash_attn=flash_attn, console=err)
+        results = run(levels=levels, slots=slots, single=single, flash_attn=flash_attn, sustained=steady,
+                      sustained_s=sustained_s, console=err)
     except LiftError as exc:
         raise _fail(exc) from None
     _emit_json(results, json_out, output)

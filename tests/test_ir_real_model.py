@@ -21,7 +21,7 @@ pytestmark = pytest.mark.model
 REQUESTS = [
     ("a function that returns the n-th Fibonacci number, raising ValueError for negative n", ("fib",)),
     ("a function that checks whether a string is a palindrome, ignoring case", ("palindrome", "pal")),
-    ("a function that merges two sorted lists of integers into one sorted list", ("merge", "sort")),
+    ("a function that returns the largest element of a non-empty list of integers", ("largest", "max")),
 ]
 
 
@@ -31,7 +31,7 @@ CASES = [
     pytest.param(REQUESTS[0][0], REQUESTS[0][1], "llguidance", id="fibonacci-llguidance"),
     pytest.param(REQUESTS[0][0], REQUESTS[0][1], "xgrammar", id="fibonacci-xgrammar"),
     pytest.param(REQUESTS[1][0], REQUESTS[1][1], "xgrammar", id="palindrome-xgrammar"),
-    pytest.param(REQUESTS[2][0], REQUESTS[2][1], "llguidance", id="merge-llguidance"),
+    pytest.param(REQUESTS[2][0], REQUESTS[2][1], "llguidance", id="largest-llguidance"),
 ]
 
 

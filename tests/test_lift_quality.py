@@ -278,6 +278,42 @@ def test_with_the_request_at_hand_candidates_alternate_between_request_and_ir_pr
     assert "from the request" in result.selection["why"]
 
 
+def test_with_parallel_slots_candidates_come_in_waves_and_feedback_reaches_the_next_wave():
+    """Two candidates of a wave are written at the same time (a barrier both must reach proves it);
+    the next wave is told what the first one failed."""
+    import threading
+
+    ir = _invented_ir(wrong_output_for_sky=0)
+    wrong = GOOD.replace("'aeiou'", "'ae'")  # fails the given example "Hello" -> 2
+    both_inside = threading.Barrier(2, timeout=60)
+    calls: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def write(i: int):
+        def gen(ir_, opts, feedback=None):
+            with lock:
+                calls.append((i, feedback))
+            if i < 2:
+                both_inside.wait()  # raises BrokenBarrierError if the wave ran one at a time
+            return _scripted([GOOD if i >= 2 else wrong])(ir_, opts, feedback=feedback)
+        return gen
+
+    counter = iter(range(100))
+    lock2 = threading.Lock()
+
+    def next_writer(ir_, opts, feedback=None):
+        with lock2:
+            i = next(counter)
+        return write(i)(ir_, opts, feedback=feedback)
+
+    result = generate_verified_code(next_writer, ir, GenerateOptions(), attempts=4, parallel=2)
+    assert [a.index for a in result.attempts] == [0, 1, 2, 3]
+    first_wave = [f for i, f in calls if i < 2]
+    assert first_wave == [None, None]
+    assert all(f is not None and "example[0]" in f for i, f in calls if i >= 2)
+    assert result.code == GOOD and result.best.index in (2, 3) and result.best.agreement == 2
+
+
 def test_a_request_with_its_own_def_line_is_not_told_the_signature_twice():
     from lift_sys.codegen.prompt import request_code_messages
 

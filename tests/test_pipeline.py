@@ -72,7 +72,7 @@ def test_real_model_repairs_a_failing_first_candidate(service):
 @pytest.mark.model
 def test_http_code_and_pipeline_return_the_report(service):
     with running(asgi(service, Settings())) as url:
-        r = httpx.post(url + "/v1/code", json={"ir": EXAMPLE_IR, "max_tokens": 500}, timeout=600)
+        r = httpx.post(url + "/v1/code", json={"ir": EXAMPLE_IR, "max_tokens": 500, "attempts": 2}, timeout=600)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["verified"] is True and body["verification"]["verified"] is True
@@ -99,7 +99,7 @@ def test_cli_verify_and_code(tmp_path):
     ko = subprocess.run([sys.executable, "-m", "lift_sys.cli", "verify", str(ir_path), str(bad)],
                         capture_output=True, text=True, timeout=120)
     assert ko.returncode != 0 and "FAIL" in ko.stdout
-    r = subprocess.run([sys.executable, "-m", "lift_sys.cli", "code", str(ir_path), "--json"],
+    r = subprocess.run([sys.executable, "-m", "lift_sys.cli", "code", str(ir_path), "--json", "--attempts", "2"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     body = json.loads(r.stdout)

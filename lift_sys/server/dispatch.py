@@ -40,8 +40,7 @@ class Dispatcher:
         self.metrics = Metrics()
         local = service.is_local  # in-process model (a remote engine only waits on the network)
         # Local: one worker per engine slot (LIFT_SLOTS; the engine batches them); remote: only network waits.
-        slots = int(service.engine_info().get("slots", 1)) if local else 0
-        self.jobs = GenerationQueue(max_waiting=settings.max_queue, workers=workers or (slots if local else 8),
+        self.jobs = GenerationQueue(max_waiting=settings.max_queue, workers=workers or service.parallel_generations,
                                     priority=settings.worker_priority if local else "normal")
         self.metrics.bind(queue_depth=lambda: self.jobs.depth, service=service, jobs=self.jobs,
                           batch_stats=getattr(service.engine, "batch_stats", None) if local else None)

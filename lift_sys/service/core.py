@@ -572,7 +572,8 @@ class InferenceService:
 
         with_request = bool(context and context.strip()) and code_format == "raw"
         return generate_verified_code(generate, ir, options, attempts=attempts, on_attempt=on_attempt,
-                                      from_request=from_request if with_request else None)
+                                      from_request=from_request if with_request else None,
+                                      parallel=min(2, self.parallel_generations))
 
     def lift(self, request: str, options: GenerateOptions = GenerateOptions(), *, attempts: int = 3,
              on_attempt=None, cancel: CancelToken | None = None, code_format: CodeFormat = "raw"):
@@ -626,6 +627,17 @@ class InferenceService:
     def is_local(self) -> bool:
         """The model runs in this process and masks here (llama.cpp); a remote engine takes the schema."""
         return self.engine.vocabulary() is not None
+
+    @property
+    def parallel_generations(self) -> int:
+        """Generations that proceed at once without waiting for each other.
+
+        The engine's ``slots`` when it reports them (``LIFT_SLOTS`` locally:
+        with more than one, llama.cpp decodes them in the same steps);
+        otherwise 1 locally and 8 for a remote engine -- the server behind
+        it batches (SGLang), this side only waits on the network.
+        """
+        return max(1, int(self.engine.info().get("slots", 1 if self.is_local else 8)))
 
     @property
     def context_length(self) -> int:

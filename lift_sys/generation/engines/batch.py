@@ -21,6 +21,9 @@ Shape:
   in chunks of at most ``prefill_chunk`` tokens per step beside the
   running sequences (so a long prompt delays them by one chunk per step,
   not by its whole prefill);
+* a running sequence feeds one token per step, grammar-forced tokens
+  too (chunked fast-forward made greedy output depend on the company and
+  split steps into extra ubatches; ``_step`` has the numbers);
 * prefix reuse: a new request takes the free slot whose KV shares the most
   prompt prefix with it, or -- if another slot (running or idle) shares
   more -- copies that stream (``llama_memory_seq_cp``; across split streams
@@ -71,6 +74,7 @@ class _Request:
     cached: int = 0
     prefilling: bool = True
     t_admit: float = 0.0
+    counted: int = 0  # output tokens already added to the scheduler's generated count
 
 
 @dataclass
@@ -81,7 +85,8 @@ class BatchStats:
     running: int
     waiting: int
     steps_by_size: dict[int, int]  # sequences in one llama_decode -> number of such steps
-    tokens_decoded: int
+    tokens_decoded: int  # rows through llama_decode: prompt and output tokens
+    tokens_generated: int  # output tokens produced (sampled or grammar-forced), as they are produced
     prefix_copies: int
     decode_s: float  # inside llama_decode
     host_s: float  # everything else in the decode thread's steps: masks, sampling, bookkeeping
@@ -112,9 +117,8 @@ class BatchScheduler:
         self.slots = slots
         self.prefill_chunk = max(1, prefill_chunk)
         self._n_vocab = n_vocab
-        # Room for every slot's decode tokens plus one prefill chunk; steps with
-        # many grammar-forced tokens are split over steps, never overflow.
-        self._capacity = max(512, self.prefill_chunk + 4 * slots)
+        # Room for one token per slot plus a prefill chunk (a lone prompt takes it all).
+        self._capacity = max(512, self.prefill_chunk + slots)
         p = llama_cpp.llama_context_default_params()
         p.n_ctx = n_ctx_per_slot * slots
         p.n_batch = self._capacity
@@ -129,8 +133,9 @@ class BatchScheduler:
         # it, a sequence's logits depend on how many rows share its ubatch
         # (max |difference| 0.46 between 1 and 8 rows, and a greedy IR
         # diverged after 508 characters); without it they are bit-identical
-        # for 1 or 8 rows and for one token or a chunk at a time. The file is
-        # mmap'd, so this second load shares the weights' pages.
+        # for 1 or 8 rows (not for a chunk of one sequence vs one token at a
+        # time: see ``_step``). Costs ~10 % per step (8x1 rows: 97 vs 108 ms).
+        # The file is mmap'd, so this second load shares the weights' pages.
         mp = llama_cpp.llama_model_default_params()
         mp.use_extra_bufts = False
         self._model = _internals.LlamaModel(path_model=model_path, params=mp, verbose=verbose)
@@ -146,6 +151,7 @@ class BatchScheduler:
         self._closed = False
         self._steps: Counter[int] = Counter()
         self._tokens = 0
+        self._generated = 0
         self._copies = 0
         self._decode_s = 0.0
         self._host_s = 0.0
@@ -189,6 +195,7 @@ class BatchScheduler:
             waiting=len(self._waiting),
             steps_by_size=steps,
             tokens_decoded=self._tokens,
+            tokens_generated=self._generated,
             prefix_copies=self._copies,
             decode_s=self._decode_s,
             host_s=self._host_s,
@@ -278,17 +285,26 @@ class BatchScheduler:
         # Running sequences first (their next token), then prompt chunks.
         order = sorted(self._active.values(), key=lambda r: r.prefilling)
         decoding = any(not r.prefilling for r in order)
-        # Grammar-forced tokens go in whole (fast-forward). With split KV
-        # streams llama.cpp cuts a batch with unequal tokens per sequence into
-        # several ubatches, but rows of one sequence cost about a prefill row
-        # (several times less than a decode step), so one extra ubatch of
-        # forced tokens is still cheaper than spreading them over steps.
+        # A running sequence feeds ONE token per step, grammar-forced ones
+        # included (they skip the mask and the sampler, not the decode). Why,
+        # measured here (0.5B, 8 slots, IR requests, llguidance):
+        # * a sequence's logits differ when k forced tokens go in as one
+        #   chunk vs one per step ("merge two sorted lists": chunked alone ran
+        #   away to the 800-token budget, one per step finished at 488 tokens
+        #   alone and in a batch alike) -- and beside other sequences
+        #   llama.cpp splits a chunk over ubatches anyway, so chunked greedy
+        #   output depended on which requests shared the step;
+        # * with split KV streams a step whose sequences feed unequal token
+        #   counts is cut into several ubatches: 7x1 + 1x5 tokens cost 165-221
+        #   ms vs 97-134 ms for 8x1 (~1.7x), and 100 of 130 full-batch steps
+        #   carried a forced chunk;
+        # * alone it costs little: 0-15 % on two IRs (42 of 174 and 65 of 594
+        #   tokens forced), since a forced token needs no mask or sampling.
         prefill_left = self.prefill_chunk if decoding else self._capacity
         fed: list[tuple[_Request, int]] = []
         for req in order:
             room = self._capacity - n
-            if req.prefilling:
-                room = min(self._capacity - n, prefill_left)
+            room = min(room, prefill_left) if req.prefilling else min(room, 1)
             take = min(len(req.feed), room)
             if take <= 0:
                 continue
@@ -337,6 +353,8 @@ class BatchScheduler:
             except BaseException as exc:  # noqa: BLE001 - the request's own failure (grammar error ...)
                 self._release(req, exc)
                 continue
+            self._generated += len(req.state.out) - req.counted
+            req.counted = len(req.state.out)
             if not req.feed:
                 self._release(req)
 

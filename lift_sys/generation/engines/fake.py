@@ -127,4 +127,5 @@ class FakeEngine:
         return Completion("".join(out), prompt_tokens, len(out), finish, timings, model=self.model_name)  # type: ignore[arg-type]
 
     def info(self) -> dict[str, Any]:
-        return {"engine": self.name, "model": self.model_name, "context_length": self.context_length}
+        # slots 1: scripted replies go out in call order, so tests stay deterministic
+        return {"engine": self.name, "model": self.model_name, "context_length": self.context_length, "slots": 1}

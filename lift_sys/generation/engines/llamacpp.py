@@ -17,12 +17,24 @@ context, as before. ``slots > 1`` (``LIFT_SLOTS``): generations share each
 (continuous batching); ``generate`` still blocks its caller and streams.
 The model loads once per engine (one engine per process).
 
+Every ``llama_decode`` of an engine runs on one long-lived thread it owns
+(:class:`DecodeThread` for one slot, the scheduler's thread for several):
+llama.cpp's CPU backend is built with OpenMP, and every OS thread that ever
+called it keeps its own idle thread team. Once two teams exist in a process,
+libgomp counts more threads than cores and stops spinning between decode
+calls, for every team: measured here, one greedy IR at 30 tok/s from a
+worker thread, 18 tok/s from the same thread after the main thread had
+decoded once (``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` do not help: ACTIVE
+gave 13 tok/s). Callers may hop threads (server workers, CLI, tests); the
+model never does.
+
 CPU note: llama.cpp built with ``-march=native`` segfaults in decode on CPUs
 with AMX; the Makefile builds it with ``GGML_NATIVE=OFF`` and AMX off.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from pathlib import Path
@@ -53,6 +65,49 @@ _STOP_TEXTS = {b"<|im_end|>", b"<|endoftext|>", b"<|eot_id|>", b"<|end|>"}
 # points: no template adds or strips them), so the rendered prompt splits into
 # template text and message text.
 _MARK = "\ue000lift-message-{}\ue001"
+
+
+class DecodeThread:
+    """Runs jobs one at a time on a single long-lived thread (the module docstring says why).
+
+    :meth:`call` blocks its caller until the job is done; text the job
+    streams is handed back through a per-call queue, so ``on_text`` runs in
+    the caller's thread, as it would without the hop. The thread starts on
+    the first call, from the caller's thread, so it inherits that thread's
+    CPU priority (``lift-sys serve`` raises its workers').
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: "queue.SimpleQueue[tuple[Any, queue.SimpleQueue]]" = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def call(self, job: Any, on_text: OnText | None) -> Any:
+        """``job(relay)`` on the owned thread; ``relay`` forwards text to ``on_text`` in this thread."""
+        events: "queue.SimpleQueue[tuple[str, Any]]" = queue.SimpleQueue()
+        relay = (lambda text: events.put(("text", text))) if on_text else None
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+        self._jobs.put(((job, relay), events))
+        while True:
+            kind, payload = events.get()
+            if kind == "text":
+                on_text(payload)  # type: ignore[misc]
+            elif kind == "error":
+                raise payload
+            else:
+                return payload
+
+    def _loop(self) -> None:
+        while True:
+            (job, relay), events = self._jobs.get()
+            try:
+                events.put(("done", job(relay)))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                events.put(("error", exc))
 
 
 class LlamaCppEngine:
@@ -112,6 +167,7 @@ class LlamaCppEngine:
         self._n_batch = n_batch
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
+        self._decoder = DecodeThread("lift-decode")
         self._kv_tokens: list[int] = []  # tokens whose KV is in the context, in order
         self._vocab: Vocabulary | None = None
         template = self._llm.metadata.get("tokenizer.chat_template") or _CHATML
@@ -273,7 +329,7 @@ class LlamaCppEngine:
         if self._batch is not None:
             return self._batch.stats()
         running = 1 if self._lock.locked() else 0
-        return BatchStats(slots=1, running=running, waiting=0, steps_by_size={}, tokens_decoded=0,
+        return BatchStats(slots=1, running=running, waiting=0, steps_by_size={}, tokens_decoded=0, tokens_generated=0,
                           prefix_copies=0, decode_s=0.0, host_s=0.0)
 
     def close(self) -> None:
@@ -343,8 +399,13 @@ class LlamaCppEngine:
             completion = self._batch.run(prompt, state, cancel)
             completion.model = self.model_name
             return completion
-        with self._lock:
-            return self._generate_locked(prompt, state, cancel)
+
+        def job(relay: OnText | None) -> Completion:
+            state.on_text = relay
+            with self._lock:
+                return self._generate_locked(prompt, state, cancel)
+
+        return self._decoder.call(job, on_text)
 
     def _generate_locked(self, prompt: list[int], state: SequenceState, cancel: CancelToken | None) -> Completion:
         # Prefix reuse: keep the KV of the longest common prefix; always

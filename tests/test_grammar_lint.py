@@ -57,3 +57,22 @@ def test_property_named_like_a_keyword_is_not_a_keyword():
 def test_backend_lint_runs_before_compile():
     with pytest.raises(UnsupportedSchemaError, match="uniqueItems"):
         get_backend("llguidance").lint(GrammarSpec.json_schema(TAGS))
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
+@pytest.mark.parametrize(
+    "schema, keyword, pointer",
+    [
+        # a $ref into a place that is no keyword: the target is a subschema all the same
+        ({"type": "object", "properties": {"x": {"$ref": "#/ddd/npn"}}, "ddd": {"npn": {"not": {"required": ["a"]}}}},
+         "not", "/ddd/npn"),
+        ({"type": "object", "properties": {"u": {"$ref": "#/shared/url"}}, "shared": {"url": {"type": "string", "format": "colour"}}},
+         "format", "/shared/url"),
+        # a chain of them, and an escaped token on the way
+        ({"$ref": "#/a~1b", "a/b": {"$ref": "#/c/0"}, "c": [{"type": "string", "format": "colour"}]}, "format", "/c/0"),
+    ],
+)
+def test_keywords_reached_only_through_a_ref_are_linted_with_the_targets_pointer(schema, keyword, pointer, backend):
+    with pytest.raises(UnsupportedSchemaError) as err:
+        lint_schema(schema, backend)
+    assert err.value.detail["keyword"] == keyword and err.value.detail["pointer"] == pointer

@@ -14,6 +14,7 @@ each keyword (see tests/test_grammar_lint.py).
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
@@ -153,22 +154,63 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (json_pointer, subschema) for the schema and every nested subschema."""
+def _walk(schema: Any, pointer: str) -> Iterator[tuple[str, dict[str, Any]]]:
     if not isinstance(schema, dict):
         return
     yield pointer, schema
     for key in _SUB_ONE:
         if isinstance(schema.get(key), dict):
-            yield from iter_schemas(schema[key], f"{pointer}/{_escape(key)}")
+            yield from _walk(schema[key], f"{pointer}/{_escape(key)}")
     for key in _SUB_LIST:
         if isinstance(schema.get(key), list):
             for i, sub in enumerate(schema[key]):
-                yield from iter_schemas(sub, f"{pointer}/{key}/{i}")
+                yield from _walk(sub, f"{pointer}/{key}/{i}")
     for key in _SUB_MAP:
         if isinstance(schema.get(key), dict):
             for name, sub in schema[key].items():
-                yield from iter_schemas(sub, f"{pointer}/{_escape(key)}/{_escape(name)}")
+                yield from _walk(sub, f"{pointer}/{_escape(key)}/{_escape(name)}")
+
+
+def _resolve_local(root: Any, ref: str) -> Any:
+    """The value a local ``#/a/b`` reference points at, or None."""
+    node = root
+    for token in unquote(ref[2:]).split("/") if ref.startswith("#/") else []:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node if ref.startswith("#/") else None
+
+
+def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (json_pointer, subschema) for the schema and every nested subschema.
+
+    Nested = under a keyword that holds subschemas, *or* the target of a
+    local ``$ref`` wherever it lives: ``{"$ref": "#/ddd/npn"}`` makes
+    ``/ddd/npn`` a subschema though ``ddd`` is no keyword (MaskBench, full
+    run: a ``not``, a ``oneOf`` and an unknown ``format`` reached only that
+    way went past the lint and came back as the backend's unnamed compile
+    error). Each pointer is yielded once.
+    """
+    seen: set[str] = set()
+    pending = [(pointer, schema)]
+    while pending:
+        start, sub = pending.pop(0)
+        for p, node in _walk(sub, start):
+            if p in seen:
+                continue
+            seen.add(p)
+            yield p, node
+            ref = node.get("$ref")
+            if pointer == "" and isinstance(ref, str) and ref.startswith("#/"):
+                target = unquote(ref[1:])
+                if target not in seen:
+                    resolved = _resolve_local(schema, ref)
+                    if isinstance(resolved, dict):
+                        pending.append((target, resolved))
 
 
 def lint_schema(schema: Any, backend: str) -> None:

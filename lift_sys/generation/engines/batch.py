@@ -55,6 +55,23 @@ MIN_COPY_GAIN = 16
 """Copy another slot's stream only when it shares this many more prompt tokens (a copy moves the whole stream)."""
 
 
+def relay_until_done(events: "queue.SimpleQueue[tuple[str, Any]]", on_text: Any) -> Any:
+    """Wait on a request's events in the caller's thread: text to ``on_text``, then the result or the error.
+
+    Both engine-owned decode threads (this scheduler's and the one-slot
+    engine's ``DecodeThread``) hand results back this way, so a caller's
+    ``on_text`` never runs on -- or stalls -- the thread that decodes.
+    """
+    while True:
+        kind, payload = events.get()
+        if kind == "text":
+            on_text(payload)
+        elif kind == "error":
+            raise payload
+        else:
+            return payload
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -172,14 +189,7 @@ class BatchScheduler:
                 self._thread.start()
             self._waiting.append(req)
             self._cv.notify()
-        while True:
-            kind, payload = req.events.get()
-            if kind == "text":
-                on_text(payload)  # type: ignore[misc]
-            elif kind == "error":
-                raise payload
-            else:
-                return payload
+        return relay_until_done(req.events, on_text)
 
     def stats(self) -> BatchStats:
         """A snapshot for /metrics; never waits for the decode thread."""

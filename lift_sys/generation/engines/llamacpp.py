@@ -51,7 +51,7 @@ from lift_sys.generation.engines.base import (
     OnText,
     SamplingParams,
 )
-from lift_sys.generation.engines.batch import BatchScheduler, BatchStats, common_prefix
+from lift_sys.generation.engines.batch import BatchScheduler, BatchStats, common_prefix, relay_until_done
 from lift_sys.generation.engines.sequence import SequenceState
 from lift_sys.generation.grammar.base import Vocabulary
 
@@ -92,14 +92,7 @@ class DecodeThread:
                 self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._thread.start()
         self._jobs.put(((job, relay), events))
-        while True:
-            kind, payload = events.get()
-            if kind == "text":
-                on_text(payload)  # type: ignore[misc]
-            elif kind == "error":
-                raise payload
-            else:
-                return payload
+        return relay_until_done(events, on_text)
 
     def _loop(self) -> None:
         while True:

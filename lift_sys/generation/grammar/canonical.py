@@ -30,6 +30,8 @@ import math
 import re
 from typing import Any, Callable
 
+from lift_sys.generation.grammar.schema_guard import MISSING, follow
+
 Validity = Callable[[Any, Any], bool]
 """(value, subschema) -> is the value valid against the subschema (resolving $ref in the root document)."""
 
@@ -40,15 +42,9 @@ def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
         ref = schema["$ref"]
         if not ref.startswith("#"):
             return schema
-        node: Any = root
-        for token in ref[1:].split("/")[1:]:
-            token = token.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and token in node:
-                node = node[token]
-            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = node[int(token)]
-            else:
-                return schema
+        node: Any = follow(root, (t.replace("~1", "/").replace("~0", "~") for t in ref[1:].split("/")[1:]))
+        if node is MISSING:
+            return schema
         rest = {k: v for k, v in schema.items() if k != "$ref"}
         if rest and isinstance(node, dict):  # 2020-12: siblings of $ref apply too
             return {"allOf": [node, rest]}

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
-from lift_sys.generation.grammar.schema_guard import check_schema
+from lift_sys.generation.grammar.schema_guard import MISSING, check_schema, follow
 
 # Keywords that hold a single subschema / a list / a map of subschemas.
 _SUB_ONE = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
@@ -173,16 +173,10 @@ def _walk(schema: Any, pointer: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _resolve_local(root: Any, ref: str) -> Any:
     """The value a local ``#/a/b`` reference points at, or None."""
-    node = root
-    for token in unquote(ref[2:]).split("/") if ref.startswith("#/") else []:
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
-    return node if ref.startswith("#/") else None
+    if not ref.startswith("#/"):
+        return None
+    node = follow(root, (t.replace("~1", "/").replace("~0", "~") for t in unquote(ref[2:]).split("/")))
+    return None if node is MISSING else node
 
 
 def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

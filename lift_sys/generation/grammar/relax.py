@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lift_sys.errors import UnsupportedSchemaError
+from lift_sys.generation.grammar.schema_guard import MISSING, follow
 from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LOOKAROUND, _NEVER, _NUMBER_KW, _STRING_KW, _escape,
                                              applicator_siblings)
 
@@ -406,14 +407,9 @@ def relax_at(schema: Any, keyword: str, pointer: str, backend: str) -> tuple[Any
     path = tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]) if pointer not in ("", "/") \
         else ()
     work = copy.deepcopy(schema)
-    node: Any = work
-    for token in path:
-        if isinstance(node, dict) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return None
+    node: Any = follow(work, path)
+    if node is MISSING:
+        return None
     if not isinstance(node, dict) or keyword not in node:
         return None
     relaxer = _Relaxer(work, backend)

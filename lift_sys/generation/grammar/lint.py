@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
-from lift_sys.generation.grammar.schema_guard import MISSING, check_schema, follow
+from lift_sys.generation.grammar.schema_guard import check_schema, follow, ref_tokens
 
 # Keywords that hold a single subschema / a list / a map of subschemas.
 _SUB_ONE = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
@@ -171,14 +171,6 @@ def _walk(schema: Any, pointer: str) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield from _walk(sub, f"{pointer}/{_escape(key)}/{_escape(name)}")
 
 
-def _resolve_local(root: Any, ref: str) -> Any:
-    """The value a local ``#/a/b`` reference points at, or None."""
-    if not ref.startswith("#/"):
-        return None
-    node = follow(root, (t.replace("~1", "/").replace("~0", "~") for t in unquote(ref[2:]).split("/")))
-    return None if node is MISSING else node
-
-
 def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (json_pointer, subschema) for the schema and every nested subschema.
 
@@ -202,7 +194,7 @@ def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str
             if pointer == "" and isinstance(ref, str) and ref.startswith("#/"):
                 target = unquote(ref[1:])
                 if target not in seen:
-                    resolved = _resolve_local(schema, ref)
+                    resolved = follow(schema, ref_tokens(ref) or ())
                     if isinstance(resolved, dict):
                         pending.append((target, resolved))
 

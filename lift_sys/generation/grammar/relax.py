@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lift_sys.errors import UnsupportedSchemaError
-from lift_sys.generation.grammar.schema_guard import MISSING, follow
+from lift_sys.generation.grammar.schema_guard import MISSING, follow, ref_tokens
 from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LOOKAROUND, _NEVER, _NUMBER_KW, _STRING_KW, _escape,
                                              applicator_siblings)
 
@@ -70,17 +70,6 @@ class _NotRelaxable(Exception):
     pass
 
 
-def _pointer_tokens(ref: str) -> tuple[str, ...] | None:
-    from urllib.parse import unquote
-
-    if not isinstance(ref, str) or not ref.startswith("#"):
-        return None
-    frag = unquote(ref[1:])
-    if not frag:
-        return ()
-    return tuple(t.replace("~1", "/").replace("~0", "~") for t in frag.split("/")[1:])
-
-
 def _ref_targets(schema: Any) -> list[tuple[str, ...]]:
     """Every same-document ``$ref`` target in the document (the guard allows no other kind)."""
     out: list[tuple[str, ...]] = []
@@ -88,7 +77,7 @@ def _ref_targets(schema: Any) -> list[tuple[str, ...]]:
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            target = _pointer_tokens(node.get("$ref")) if "$ref" in node else None
+            target = ref_tokens(node.get("$ref")) if "$ref" in node else None
             if target is not None:
                 out.append(target)
             stack.extend(v for v in node.values() if isinstance(v, (dict, list)))

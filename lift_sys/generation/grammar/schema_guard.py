@@ -92,6 +92,14 @@ MISSING = object()
 """What :func:`follow` returns when the pointer leads nowhere (``None`` is a JSON value)."""
 
 
+def ref_tokens(ref: Any) -> Pointer | None:
+    """The unescaped tokens of a same-document ``$ref`` (``#`` -> ``()``), or None for any other reference."""
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    fragment = unquote(ref[1:])
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in fragment.split("/")[1:]) if fragment else ()
+
+
 def follow(root: Any, tokens: Iterable[str]) -> Any:
     """The value at the (already unescaped) JSON-pointer ``tokens`` under ``root``, or :data:`MISSING`."""
     node = root
@@ -162,7 +170,7 @@ def _parse_ref(ref: Any, where: Pointer, nodes: dict[Pointer, Any]) -> Pointer:
     fragment = unquote(ref[1:])
     if fragment and not fragment.startswith("/"):
         raise SchemaRefused("$ref", w, f"{_short(ref)} is an anchor reference: only '#' and '#/...' JSON pointers are allowed")
-    target: Pointer = tuple(t.replace("~1", "/").replace("~0", "~") for t in fragment.split("/")[1:]) if fragment else ()
+    target = ref_tokens(ref)
     if target not in nodes:
         raise SchemaRefused("$ref", w, f"{_short(ref)} does not resolve to a subschema of this document")
     return target

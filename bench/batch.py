@@ -143,6 +143,13 @@ def _one(service: InferenceService, request: str, t_submit: float) -> dict[str, 
             "ttft_s": (first[0] if first else t_end) - t_submit, "t_end": t_end}
 
 
+def _mean_batch(before: Any, after: Any) -> float | None:
+    """Mean sequences per ``llama_decode`` step between two :class:`BatchStats` snapshots (None: no step)."""
+    steps = {k: after.steps_by_size.get(k, 0) - before.steps_by_size.get(k, 0) for k in after.steps_by_size}
+    n_steps = sum(steps.values())
+    return sum(k * v for k, v in steps.items()) / n_steps if n_steps else None
+
+
 def run_level(service: InferenceService, concurrency: int) -> dict[str, Any]:
     """``concurrency`` IR requests submitted at once, each from its own thread."""
     engine = service.engine
@@ -163,8 +170,6 @@ def run_level(service: InferenceService, concurrency: int) -> dict[str, Any]:
     lat = [r["latency_s"] for r in results]
     ttft = [r["ttft_s"] for r in results]
     tokens = sum(r["tokens"] for r in results)
-    steps = {k: after.steps_by_size.get(k, 0) - before.steps_by_size.get(k, 0) for k in after.steps_by_size}
-    n_steps = sum(steps.values())
     return {
         "concurrency": concurrency,
         "ok": sum(r["ok"] for r in results),
@@ -176,7 +181,7 @@ def run_level(service: InferenceService, concurrency: int) -> dict[str, Any]:
         "latency_p99_s": _pct(lat, 0.99),
         "ttft_p50_s": _pct(ttft, 0.5),
         "ttft_p99_s": _pct(ttft, 0.99),
-        "mean_batch": (sum(k * v for k, v in steps.items()) / n_steps) if n_steps else None,
+        "mean_batch": _mean_batch(before, after),
         "decode_s": after.decode_s - before.decode_s,
         "host_s": after.host_s - before.host_s,
     }
@@ -214,8 +219,6 @@ def run_sustained(service: InferenceService, concurrency: int, seconds: float) -
     stop.set()
     for t in threads:
         t.join()
-    steps = {k: after.steps_by_size.get(k, 0) - before.steps_by_size.get(k, 0) for k in after.steps_by_size}
-    n_steps = sum(steps.values())
     tokens = after.tokens_generated - before.tokens_generated
     return {
         "concurrency": concurrency,
@@ -224,7 +227,7 @@ def run_sustained(service: InferenceService, concurrency: int, seconds: float) -
         "tok_s": tokens / window,
         "requests_completed": len(done),
         "errors": [r["error"] for r in done if r["error"]][:3],
-        "mean_batch": (sum(k * v for k, v in steps.items()) / n_steps) if n_steps else None,
+        "mean_batch": _mean_batch(before, after),
         "decode_share": (after.decode_s - before.decode_s) / window,
     }
 

@@ -96,3 +96,14 @@ def test_a_file_that_is_not_an_ir_is_one_line_error(tmp_path):
     bad.write_text("[1, 2]")
     r = invoke("code", str(bad))
     assert r.exit_code != 0 and r.stderr.strip().startswith("error:") and "expected a JSON object" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sustained", "0"], "--sustained levels must be between 1 and 64"),
+    (["--sustained", "8,x"], "comma-separated integers"),
+    (["--sustained-s", "1"], "--sustained-s must be between 5 and 3600 seconds"),
+])
+def test_bench_batch_refuses_bad_sustained_options_before_loading_a_model(args, message):
+    r = invoke("bench", "batch", *args)
+    assert r.exit_code != 0 and r.stdout == ""
+    assert message in " ".join(r.stderr.split())

@@ -24,12 +24,17 @@ Shape:
 * a running sequence feeds one token per step, grammar-forced tokens
   too (chunked fast-forward made greedy output depend on the company and
   split steps into extra ubatches; ``_step`` has the numbers);
-* prefix reuse: a new request takes the free slot whose KV shares the most
-  prompt prefix with it, or -- if another slot (running or idle) shares
-  more -- copies that stream (``llama_memory_seq_cp``; across split streams
-  llama.cpp copies the whole stream buffer at the start of the next
-  decode, a memcpy of a few MB against seconds of CPU prefill) and drops
-  the tail it does not share.
+* slots are kept contiguous: rows go in slot order, a new request takes
+  the lowest free slot, and a gap left by a finished sequence is closed by
+  moving the highest running sequence down (with split streams llama.cpp
+  batches only consecutive sequence ids into one ubatch; ``_admit`` has
+  the numbers);
+* prefix reuse: a new request keeps its slot's KV as far as it shares the
+  prompt, or -- if another slot (running or idle) shares at least
+  ``MIN_COPY_GAIN`` more tokens -- copies that stream
+  (``llama_memory_seq_cp``; across split streams llama.cpp copies the whole
+  stream buffer at the start of the next decode, a memcpy of a few tens of
+  MB against seconds of CPU prefill) and drops the tail it does not share.
 
 The decode thread starts on the first request, from the caller's thread, so
 it inherits that thread's CPU priority (``lift-sys serve`` raises its
@@ -38,6 +43,7 @@ workers', see ``lift_sys/server/priority.py``).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -50,6 +56,31 @@ import numpy as np
 from lift_sys.errors import EngineError
 from lift_sys.generation.engines.base import CancelToken, Completion
 from lift_sys.generation.engines.sequence import SequenceState
+
+BATCH_INVARIANT_ENV = {"GGML_CPU_TILED_MM": "0"}
+"""Process settings a batched engine needs before the process's first matmul (see :func:`make_batch_invariant`)."""
+
+
+def make_batch_invariant() -> None:
+    """Ask ggml for matmul kernels whose rows do not depend on the batch (before any compute).
+
+    ggml's CPU backend switches un-repacked K-quant matmuls to a tiled
+    kernel at >= 8 rows, with another summation order, so a sequence's
+    logits changed when it shared a ubatch with 7 others (max |difference|
+    0.31 at 8, 12 and 16 rows; 0.0 at 1-7 rows) or when a prompt tail was
+    prefilled as 8+ rows instead of fewer; a greedy IR then diverged between
+    "alone" and "in a batch" in 3 of 6 runs of the identity test. The stock
+    kernel gives bit-identical rows for any count (0 of 8 runs failed).
+    Cost, measured here: 8 rows 96 vs 94 ms a step, 16 rows 159 vs 146 ms.
+    ggml reads the variable once, at the process's first matmul, so the
+    engine sets it before loading (``lift-sys serve`` and the bench columns
+    build the batched engine first); an explicit value in the environment
+    wins. Not set for the one-slot engine: there it only slowed a 444-token
+    prefill (2.14 vs 1.92 s) and changed its greedy outputs.
+    """
+    for key, value in BATCH_INVARIANT_ENV.items():
+        os.environ.setdefault(key, value)
+
 
 MIN_COPY_GAIN = 16
 """Copy another slot's stream only when it shares this many more prompt tokens (a copy moves the whole stream)."""
@@ -105,6 +136,7 @@ class BatchStats:
     tokens_decoded: int  # rows through llama_decode: prompt and output tokens
     tokens_generated: int  # output tokens produced (sampled or grammar-forced), as they are produced
     prefix_copies: int
+    slot_moves: int  # running sequences moved down to close a gap in the slots (see BatchScheduler._compact)
     decode_s: float  # inside llama_decode
     host_s: float  # everything else in the decode thread's steps: masks, sampling, bookkeeping
 
@@ -156,6 +188,21 @@ class BatchScheduler:
         mp = llama_cpp.llama_model_default_params()
         mp.use_extra_bufts = False
         self._model = _internals.LlamaModel(path_model=model_path, params=mp, verbose=verbose)
+        # KV cache in q8_0, not f16: with f16 K/V, llama.cpp's CPU flash
+        # attention takes a split-KV path when a ubatch holds ONE sequence and
+        # n_kv >= 512, and a per-row path otherwise, so a sequence's logits
+        # depended on whether it decoded alone (measured max |difference|
+        # 0.23 at 444 cached tokens, 0.37 at 900; a greedy IR test diverged
+        # when its request ran alone for a few steps). Quantized K/V always
+        # take the per-row path: bit-identical alone and beside others (0.0 at
+        # 200, 444, 900). Step time, 8 sequences: 99 vs 100 ms at 450 cells,
+        # 120 vs 117 ms at 1000; one sequence: 36.5 vs 35.8 ms.
+        # (q8_0 rows hold blocks of 32: a model whose head size is not a
+        # multiple of 32 keeps f16, e.g. the tests' tiny random model.)
+        head = llama_cpp.llama_model_n_embd(self._model.model) // max(1, llama_cpp.llama_model_n_head(self._model.model))
+        if head % 32 == 0:
+            p.type_k = llama_cpp.GGML_TYPE_Q8_0
+            p.type_v = llama_cpp.GGML_TYPE_Q8_0
         self._ctx = _internals.LlamaContext(model=self._model, params=p, verbose=verbose)
         self.n_ctx_per_slot = llama_cpp.llama_n_ctx_seq(self._ctx.ctx)
         self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
@@ -170,6 +217,7 @@ class BatchScheduler:
         self._tokens = 0
         self._generated = 0
         self._copies = 0
+        self._moves = 0
         self._decode_s = 0.0
         self._host_s = 0.0
 
@@ -207,6 +255,7 @@ class BatchScheduler:
             tokens_decoded=self._tokens,
             tokens_generated=self._generated,
             prefix_copies=self._copies,
+            slot_moves=self._moves,
             decode_s=self._decode_s,
             host_s=self._host_s,
         )
@@ -238,7 +287,15 @@ class BatchScheduler:
                     for req in [*self._active.values(), *self._waiting]:
                         req.events.put(("error", EngineError("the engine was closed")))
                     return
-                self._admit()
+                try:
+                    self._admit()
+                except BaseException as exc:  # noqa: BLE001 - a bug here must fail requests, not strand them
+                    failed = [*self._active.values(), *self._waiting]
+                    self._active.clear()
+                    self._waiting.clear()
+                    for req in failed:
+                        req.events.put(("error", EngineError(f"batch admission failed: {exc}")))
+                    continue
             t0 = time.perf_counter()
             try:
                 self._step()
@@ -248,7 +305,18 @@ class BatchScheduler:
             self._host_s += time.perf_counter() - t0
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots (called with the lock held)."""
+        """Move waiting requests into free slots, then keep the running slots contiguous (lock held).
+
+        Slots are llama.cpp sequence ids, one KV stream each, and with split
+        streams llama.cpp puts only *consecutive, increasing* sequence ids in
+        one ubatch (``split_equal(..., sequential=true)``): every gap or
+        out-of-order row starts another ubatch, i.e. another full read of the
+        weights. Measured (0.5B, 8 slots, one token per sequence, replayed
+        from a recorded engine run): rows in admission order 0,3,1,2,4,5,7,6
+        -> 152 ms a step; the same rows by slot -> 104 ms. So a new request
+        takes the *lowest* free slot, and a gap left by a finished sequence
+        is closed by moving the highest running one down (:meth:`_compact`).
+        """
         import llama_cpp
 
         while self._waiting and len(self._active) < self.slots:
@@ -257,10 +325,8 @@ class BatchScheduler:
                 req.state.cancel()
                 self._finish(req)
                 continue
-            free = [s for s in range(self.slots) if s not in self._active]
-            own = {s: common_prefix(self._kv[s], req.prompt) for s in free}
-            slot = max(free, key=lambda s: (own[s], -s))
-            reuse = own[slot]
+            slot = min(s for s in range(self.slots) if s not in self._active)
+            reuse = common_prefix(self._kv[slot], req.prompt)
             source = slot
             for s in range(self.slots):
                 if s != slot:
@@ -268,8 +334,7 @@ class BatchScheduler:
                     if c >= reuse + MIN_COPY_GAIN:
                         source, reuse = s, c
             if source != slot:
-                llama_cpp.llama_memory_seq_cp(self._mem, source, slot, -1, -1)
-                self._kv[slot] = self._kv[source][:reuse]
+                self._copy_stream(source, slot)
                 self._copies += 1
             # Re-evaluate at least one prompt token so fresh logits exist.
             reuse = min(reuse, len(req.prompt) - 1)
@@ -278,6 +343,33 @@ class BatchScheduler:
             req.slot, req.cached, req.feed = slot, reuse, req.prompt[reuse:]
             req.t_admit = time.perf_counter()
             self._active[slot] = req
+        self._compact()
+
+    def _compact(self) -> None:
+        """Move running sequences down until they occupy slots ``0 .. k-1`` (lock held).
+
+        A move copies the whole KV stream (``llama_memory_seq_cp`` across
+        split streams, done by llama.cpp at the start of the next decode: a
+        memcpy of n_ctx cells) once per gap, against one extra ubatch in
+        every later step. The slot moved from keeps its KV as a prefix cache.
+        """
+        while self._active:
+            top = max(self._active)
+            if top < len(self._active):  # slots 0 .. k-1 are all running: no gap
+                return
+            hole = min(s for s in range(top) if s not in self._active)
+            req = self._active.pop(top)
+            self._copy_stream(top, hole)
+            req.slot = hole
+            self._active[hole] = req
+            self._moves += 1
+
+    def _copy_stream(self, source: int, dest: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self._mem, dest, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self._mem, source, dest, -1, -1)
+        self._kv[dest] = list(self._kv[source])
 
     def _step(self) -> None:
         """One llama_decode over every active sequence, then one sampling step each."""
@@ -292,8 +384,8 @@ class BatchScheduler:
         b = self._batch
         n = 0
         rows: list[tuple[_Request, int]] = []
-        # Running sequences first (their next token), then prompt chunks.
-        order = sorted(self._active.values(), key=lambda r: r.prefilling)
+        # Room goes to running sequences first (their next token), then prompt chunks.
+        order = sorted(self._active.values(), key=lambda r: (r.prefilling, r.slot))
         decoding = any(not r.prefilling for r in order)
         # A running sequence feeds ONE token per step, grammar-forced ones
         # included (they skip the mask and the sampler, not the decode). Why,
@@ -311,13 +403,21 @@ class BatchScheduler:
         # * alone it costs little: 0-15 % on two IRs (42 of 174 and 65 of 594
         #   tokens forced), since a forced token needs no mask or sampling.
         prefill_left = self.prefill_chunk if decoding else self._capacity
-        fed: list[tuple[_Request, int]] = []
+        budget = self._capacity
+        takes: dict[int, int] = {}
         for req in order:
-            room = self._capacity - n
-            room = min(room, prefill_left) if req.prefilling else min(room, 1)
+            room = min(budget, prefill_left) if req.prefilling else min(budget, 1)
             take = min(len(req.feed), room)
             if take <= 0:
                 continue
+            takes[req.slot] = take
+            budget -= take
+            if req.prefilling:
+                prefill_left -= take
+        # Rows go in slot order: only consecutive sequence ids share a ubatch (see _admit).
+        fed: list[tuple[_Request, int]] = []
+        for slot in sorted(takes):
+            req, take = self._active[slot], takes[slot]
             kv = self._kv[req.slot]
             pos = len(kv)
             last = take == len(req.feed)
@@ -330,8 +430,6 @@ class BatchScheduler:
                 n += 1
             if last:
                 rows.append((req, n - 1))
-            if req.prefilling:
-                prefill_left -= take
             fed.append((req, take))
         if n == 0:
             return

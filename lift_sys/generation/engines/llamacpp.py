@@ -51,7 +51,13 @@ from lift_sys.generation.engines.base import (
     OnText,
     SamplingParams,
 )
-from lift_sys.generation.engines.batch import BatchScheduler, BatchStats, common_prefix, relay_until_done
+from lift_sys.generation.engines.batch import (
+    BatchScheduler,
+    BatchStats,
+    common_prefix,
+    make_batch_invariant,
+    relay_until_done,
+)
 from lift_sys.generation.engines.sequence import SequenceState
 from lift_sys.generation.grammar.base import Vocabulary
 
@@ -141,6 +147,8 @@ class LlamaCppEngine:
             slots = Settings().slots
         if slots < 1:
             raise InvalidRequest(f"slots must be at least 1, not {slots}")
+        if slots > 1:
+            make_batch_invariant()  # before this process's first matmul, or it has no effect
         t0 = time.perf_counter()
         # With slots > 1 this context only backs tokenization and metadata
         # (generations run in the batch scheduler's own): keep it small.
@@ -323,7 +331,7 @@ class LlamaCppEngine:
             return self._batch.stats()
         running = 1 if self._lock.locked() else 0
         return BatchStats(slots=1, running=running, waiting=0, steps_by_size={}, tokens_decoded=0, tokens_generated=0,
-                          prefix_copies=0, decode_s=0.0, host_s=0.0)
+                          prefix_copies=0, slot_moves=0, decode_s=0.0, host_s=0.0)
 
     def close(self) -> None:
         """Stop the batch decode thread (slots > 1); the model stays loaded until the engine is dropped."""

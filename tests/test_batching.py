@@ -22,6 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,7 @@ import pytest
 
 from lift_sys.errors import InvalidRequest
 from lift_sys.generation.engines.base import CancelToken, GenerateOptions
+from lift_sys.generation.engines.batch import BATCH_INVARIANT_ENV
 from lift_sys.generation.engines.llamacpp import LlamaCppEngine
 from lift_sys.generation.engines.openai_http import OpenAIHTTPEngine
 from lift_sys.server.app import asgi
@@ -50,7 +52,15 @@ OTHERS = [
 @pytest.fixture(scope="module")
 def batched(engine):
     """A second engine over the same model file with 4 slots (the session engine keeps 1)."""
+    saved = {k: os.environ.get(k) for k in BATCH_INVARIANT_ENV}
     eng = LlamaCppEngine(engine.model_path, model_name=engine.model_name, slots=4)
+    # The engine asked for batch-invariant kernels through the environment; in this process ggml
+    # has long made its choice, and the CLI tests' subprocesses must keep the one-slot default.
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     yield InferenceService(eng)
     eng.close()
 

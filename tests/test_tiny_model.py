@@ -72,6 +72,7 @@ def test_batched_rows_go_in_slot_order_with_no_gap(tiny_engine, monkeypatch):
     import llama_cpp
     from concurrent.futures import ThreadPoolExecutor
 
+    monkeypatch.delenv("GGML_CPU_TILED_MM", raising=False)  # restored after the test: later subprocesses keep the default
     engine = LlamaCppEngine(tiny_engine.model_path, model_name="tiny-random", n_ctx=512, slots=4)
     runs_per_decode: list[list[int]] = []
     real_decode = llama_cpp.llama_decode

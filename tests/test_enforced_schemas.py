@@ -308,3 +308,35 @@ def test_xgrammar_refuses_property_names_it_would_mis_write():
     with pytest.raises(UnsupportedSchemaError) as info:
         _enforced({"type": "object", "properties": {'foo"bar': {"type": "number"}}}, "xgrammar")
     assert info.value.keyword == "properties" and info.value.pointer == "/"
+
+
+@pytest.mark.parametrize(
+    "schema, keyword, pointer",
+    [
+        # a look-around regex as a patternProperties key (MaskBench: JsonSchemaStore browser.i18n, vars)
+        ({"type": "object", "patternProperties": {"^(?!@@)[a-z_]+$": {"type": "string"}}},
+         "patternProperties", "/patternProperties/^(?!@@)[a-z_]+$"),
+        # ... quoted by llguidance after rewriting \w: found by the longest shared start
+        ({"type": "object", "patternProperties": {"^(?!@@)[\\w@]+$": {"type": "string"}}},
+         "patternProperties", "/patternProperties/^(?!@@)[\\w@]+$"),
+        ({"type": "object", "properties": {"m": {"type": "object", "patternProperties": {
+            "^(?!(" + "|".join(f"word{i}" for i in range(40)) + "))[a-z]+$": {"type": "integer"}}}}},
+         "patternProperties", None),
+        # a recursive $ref merged with a sibling subschema (MaskBench: Github_easy o17683 and two more)
+        ({"type": "object", "properties": {"node": {"$ref": "#/definitions/Node"}}, "definitions": {
+            "Extra": {"type": "object"},
+            "Node": {"type": "object", "properties": {"kids": {"allOf": [{"$ref": "#/definitions/Node"},
+                                                                          {"$ref": "#/definitions/Extra"}]}}}}},
+         "$ref", "/definitions/Node/properties/kids/allOf/0"),
+    ],
+)
+def test_llguidance_compile_errors_are_refused_by_keyword_and_pointer(schema, keyword, pointer):
+    """The last unnamed refusals of the full MaskBench run: each must name keyword and pointer."""
+    with pytest.raises(UnsupportedSchemaError) as err:
+        GrammarCache(max_entries=4, compile_timeout_s=10.0).get(GrammarSpec.json_schema(schema), "llguidance", VOCAB,
+                                                                relax=True)
+    assert err.value.detail["keyword"] == keyword
+    if pointer is not None:
+        assert err.value.detail["pointer"] == pointer
+    else:
+        assert err.value.detail["pointer"].startswith("/properties/m/patternProperties/^(?!(word0|")

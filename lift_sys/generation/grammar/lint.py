@@ -266,6 +266,15 @@ _COMPILE_KEYWORDS = (
 )
 
 
+def _shared_start(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def name_compile_error(schema: Any, backend: str, message: str) -> UnsupportedSchemaError | None:
     """A backend's compile error as a refusal naming keyword and JSON pointer, when the message says which.
 
@@ -304,12 +313,38 @@ def name_compile_error(schema: Any, backend: str, message: str) -> UnsupportedSc
                     subs = value if isinstance(value, list) else list(value.values())
                     if any(sub is False for sub in subs):
                         return UnsupportedSchemaError(key, pointer, backend, message)
+    circular = re.search(r"circular references with sibling keys[^#]*#(\S*)", message)
+    if circular:  # llguidance names the target; the refusal names the $ref beside other keys that points there
+        target = circular.group(1).rstrip(".,;")
+        ref = "#" + target
+        for pointer, node in nodes:
+            if node.get("$ref") == ref and len(node) > 1:  # {"$ref": ..., "description": ...}
+                return UnsupportedSchemaError("$ref", pointer, backend, message)
+        for pointer, node in nodes:  # {"allOf": [{"$ref": ...}, {...}]}: the same merge
+            subs = node.get("allOf")
+            if isinstance(subs, list) and len(subs) > 1:
+                for i, sub in enumerate(subs):
+                    if isinstance(sub, dict) and sub.get("$ref") == ref:
+                        return UnsupportedSchemaError("$ref", f"{pointer}/allOf/{i}", backend, message)
+        return UnsupportedSchemaError("$ref", target, backend, message)
+    if "regex" in message:
+        # The regex the message quotes: a ``pattern``, or a ``patternProperties`` key (llguidance:
+        # "regex parse error:; <re>; ^^^; error: look-around ... is not supported"; long ones cut).
+        regexes = [(p, "pattern", n["pattern"]) for p, n in nodes if isinstance(n.get("pattern"), str)]
+        regexes += [(f"{p}/patternProperties/{_escape(key)}", "patternProperties", key)
+                    for p, n in nodes if isinstance(n.get("patternProperties"), dict) for key in n["patternProperties"]]
+        quoted = [r for r in regexes if r[2] and (r[2] in message or r[2][:60] in message)]
+        for pointer, keyword, _regex in sorted(quoted, key=lambda r: -len(r[2])):
+            return UnsupportedSchemaError(keyword, pointer, backend, message)
+        # Quoted after llguidance rewrote it (``\w`` -> ``[0-9a-zA-Z_]``): the longest shared start.
+        shown = re.search(r"regex parse error:;\s*(.*?);", message)
+        if shown and regexes:
+            best = max(regexes, key=lambda r: _shared_start(r[2], shown.group(1)))
+            if _shared_start(best[2], shown.group(1)) >= 4:
+                return UnsupportedSchemaError(best[1], best[0], backend, message)
     for phrase, keyword in _COMPILE_KEYWORDS:
         if phrase in message:
             holders = [(pointer, node) for pointer, node in nodes if keyword in node]
-            if keyword == "pattern":  # the regex the message quotes, when it does (llguidance: "regex parse error:; <re>")
-                quoted = [(p, n) for p, n in holders if isinstance(n["pattern"], str) and n["pattern"] in message]
-                holders = sorted(quoted, key=lambda pn: -len(pn[1]["pattern"])) or holders
             for pointer, node in holders:
                 return UnsupportedSchemaError(keyword, pointer, backend, message)
     return None

@@ -340,3 +340,12 @@ def test_llguidance_compile_errors_are_refused_by_keyword_and_pointer(schema, ke
         assert err.value.detail["pointer"] == pointer
     else:
         assert err.value.detail["pointer"].startswith("/properties/m/patternProperties/^(?!(word0|")
+
+
+def test_overlapping_pattern_properties_stay_enforced_by_validation_not_refused():
+    """llguidance: "patternProperty regexes /.*/ and /^id$/ are not disjoint" names the object, not one key:
+    enforced mode leaves patternProperties to validation (claiming the key turned 23 MaskBench schemas into refusals)."""
+    schema = {"type": "object", "patternProperties": {".*": {"type": "string"}, "^id$": {"type": "string", "maxLength": 3}}}
+    compiled = _enforced(schema, "llguidance")
+    assert compiled.validation_needed
+    assert run_instance(compiled, '{"id":"abc"}', VOCAB).accepted

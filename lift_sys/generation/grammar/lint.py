@@ -335,14 +335,16 @@ def name_compile_error(schema: Any, backend: str, message: str) -> UnsupportedSc
         regexes = [(p, "pattern", n["pattern"]) for p, n in nodes if isinstance(n.get("pattern"), str)]
         regexes += [(f"{p}/patternProperties/{_escape(key)}", "patternProperties", key)
                     for p, n in nodes if isinstance(n.get("patternProperties"), dict) for key in n["patternProperties"]]
-        quoted = [r for r in regexes if r[2] and (r[2] in message or r[2][:60] in message)]
+        shown_match = re.search(r"regex parse error:;\s*(.*?)(?:;|$)", message)
+        shown = shown_match.group(1) if shown_match else message
+        # Compared with the quoted regex, not the whole message: a short key ("a", ".*") would match any text.
+        quoted = [r for r in regexes if r[2] and (r[2] == shown or (len(r[2]) >= 4 and r[2][:60] in shown))]
         for pointer, keyword, _regex in sorted(quoted, key=lambda r: -len(r[2])):
             return UnsupportedSchemaError(keyword, pointer, backend, message)
         # Quoted after llguidance rewrote it (``\w`` -> ``[0-9a-zA-Z_]``): the longest shared start.
-        shown = re.search(r"regex parse error:;\s*(.*?);", message)
-        if shown and regexes:
-            best = max(regexes, key=lambda r: _shared_start(r[2], shown.group(1)))
-            if _shared_start(best[2], shown.group(1)) >= 4:
+        if shown_match and regexes:
+            best = max(regexes, key=lambda r: _shared_start(r[2], shown))
+            if _shared_start(best[2], shown) >= 4:
                 return UnsupportedSchemaError(best[1], best[0], backend, message)
     for phrase, keyword in _COMPILE_KEYWORDS:
         if phrase in message:

@@ -30,7 +30,7 @@ import math
 import re
 from typing import Any, Callable
 
-from lift_sys.generation.grammar.schema_guard import MISSING, follow
+from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_tokens
 
 Validity = Callable[[Any, Any], bool]
 """(value, subschema) -> is the value valid against the subschema (resolving $ref in the root document)."""
@@ -42,7 +42,7 @@ def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
         ref = schema["$ref"]
         if not ref.startswith("#"):
             return schema
-        node: Any = follow(root, (t.replace("~1", "/").replace("~0", "~") for t in ref[1:].split("/")[1:]))
+        node: Any = follow(root, pointer_tokens(ref[1:]))  # not percent-decoded, unlike the guard's ref_tokens
         if node is MISSING:
             return schema
         rest = {k: v for k, v in schema.items() if k != "$ref"}

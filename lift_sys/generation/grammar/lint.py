@@ -13,12 +13,13 @@ each keyword (see tests/test_grammar_lint.py).
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import unquote
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
-from lift_sys.generation.grammar.schema_guard import check_schema, follow, ref_tokens
+from lift_sys.generation.grammar.schema_guard import _escape, check_schema, follow, ref_tokens
 
 # Keywords that hold a single subschema / a list / a map of subschemas.
 _SUB_ONE = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
@@ -150,10 +151,6 @@ def applicator_siblings(node: dict[str, Any], applicator: str) -> list[str]:
     return [k for k in node if k not in _ANNOTATIONS and k not in ("anyOf", "oneOf", "allOf")]
 
 
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
 def _walk(schema: Any, pointer: str) -> Iterator[tuple[str, dict[str, Any]]]:
     if not isinstance(schema, dict):
         return
@@ -266,15 +263,6 @@ _COMPILE_KEYWORDS = (
 )
 
 
-def _shared_start(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def name_compile_error(schema: Any, backend: str, message: str) -> UnsupportedSchemaError | None:
     """A backend's compile error as a refusal naming keyword and JSON pointer, when the message says which.
 
@@ -343,9 +331,10 @@ def name_compile_error(schema: Any, backend: str, message: str) -> UnsupportedSc
             return UnsupportedSchemaError(keyword, pointer, backend, message)
         # Quoted after llguidance rewrote it (``\w`` -> ``[0-9a-zA-Z_]``): the longest shared start.
         if shown_match and regexes:
-            best = max(regexes, key=lambda r: _shared_start(r[2], shown))
-            if _shared_start(best[2], shown) >= 4:
-                return UnsupportedSchemaError(best[1], best[0], backend, message)
+            shared, (pointer, keyword, _regex) = max(((len(os.path.commonprefix((r[2], shown))), r) for r in regexes),
+                                                     key=lambda scored: scored[0])  # the first of equals, as before
+            if shared >= 4:
+                return UnsupportedSchemaError(keyword, pointer, backend, message)
     for phrase, keyword in _COMPILE_KEYWORDS:
         if phrase in message:
             holders = [(pointer, node) for pointer, node in nodes if keyword in node]

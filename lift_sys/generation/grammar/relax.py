@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lift_sys.errors import UnsupportedSchemaError
-from lift_sys.generation.grammar.schema_guard import MISSING, follow, ref_tokens
+from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_tokens, ref_tokens
 from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LOOKAROUND, _NEVER, _NUMBER_KW, _STRING_KW, _escape,
                                              applicator_siblings)
 
@@ -393,8 +393,7 @@ def relax_at(schema: Any, keyword: str, pointer: str, backend: str) -> tuple[Any
     """Drop (or, for oneOf/patternProperties, rewrite) one keyword a backend's compiler refused; None if not allowed."""
     if keyword not in COMPILE_RELAXABLE or not isinstance(schema, dict):
         return None
-    path = tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]) if pointer not in ("", "/") \
-        else ()
+    path = pointer_tokens(pointer) if pointer != "/" else ()
     work = copy.deepcopy(schema)
     node: Any = follow(work, path)
     if node is MISSING:

@@ -92,12 +92,16 @@ MISSING = object()
 """What :func:`follow` returns when the pointer leads nowhere (``None`` is a JSON value)."""
 
 
+def pointer_tokens(pointer: str) -> Pointer:
+    """The unescaped tokens of a JSON pointer (``""`` -> ``()``; ``~1`` is ``/``, ``~0`` is ``~``)."""
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]) if pointer else ()
+
+
 def ref_tokens(ref: Any) -> Pointer | None:
     """The unescaped tokens of a same-document ``$ref`` (``#`` -> ``()``), or None for any other reference."""
     if not isinstance(ref, str) or not ref.startswith("#"):
         return None
-    fragment = unquote(ref[1:])
-    return tuple(t.replace("~1", "/").replace("~0", "~") for t in fragment.split("/")[1:]) if fragment else ()
+    return pointer_tokens(unquote(ref[1:]))
 
 
 def follow(root: Any, tokens: Iterable[str]) -> Any:

@@ -349,3 +349,87 @@ def test_overlapping_pattern_properties_stay_enforced_by_validation_not_refused(
     compiled = _enforced(schema, "llguidance")
     assert compiled.validation_needed
     assert run_instance(compiled, '{"id":"abc"}', VOCAB).accepted
+
+
+# -- the bench's canonical serialization is the one the grammar writes (MaskBench: 44 "valid rejected" were 38
+#    serialization mismatches and 6 real llguidance rejections, see test_grammar_lint and test_ir_real_model)
+
+CANONICAL_CASES = [
+    # properties merge in the order their keywords are written: anyOf branch, own properties, allOf entry
+    ({"anyOf": [{"properties": {"c": {"type": "string"}}}], "properties": {"n": {"type": "string"}},
+      "allOf": [{"properties": {"b": {"type": "string"}}}]},
+     {"b": "x", "n": "x", "c": "x"}, '{"c":"x","n":"x","b":"x"}'),
+    # own properties written first stay first (JSTS allOf "with base schema")
+    ({"properties": {"bar": {"type": "integer"}}, "required": ["bar"],
+      "allOf": [{"properties": {"foo": {"type": "string"}}, "required": ["foo"]}]},
+     {"foo": "q", "bar": 2}, '{"bar":2,"foo":"q"}'),
+    # a $ref written first: its target's properties first
+    ({"$defs": {"X": {"properties": {"u": {"type": "string"}}}}, "$ref": "#/$defs/X",
+      "properties": {"n": {"type": "string"}}}, {"n": "a", "u": "b"}, '{"u":"b","n":"a"}'),
+    # required keys no `properties` declares come next, in `required` order, before the rest
+    ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["xz", "xb"]},
+     {"xq": "2", "xb": "3", "a": "1", "xz": "4"}, '{"a":"1","xz":"4","xb":"3","xq":"2"}'),
+    # a bounded number has no exponent; an integral float in an enum is written as an integer
+    ({"type": "object", "properties": {"e": {"type": "number", "minimum": 0}, "k": {"enum": [{"a": 0.0}]}}},
+     {"e": 1e-06, "k": {"a": 0.0}}, '{"e":0.000001,"k":{"a":0}}'),
+]
+
+
+@pytest.mark.parametrize("schema, value, text", CANONICAL_CASES)
+def test_the_canonical_serialization_is_what_llguidance_accepts(schema, value, text):
+    assert jsonschema.Draft202012Validator(schema).is_valid(value)
+    assert serialize(value, schema, subschema_validity(schema)) == text
+    compiled = GrammarCache(max_entries=4).get(GrammarSpec.json_schema(schema), "llguidance", VOCAB, relax=True)
+    assert run_instance(compiled, text, VOCAB).accepted
+    assert run_instance(compiled, text, VOCAB, masked=True).accepted
+
+
+def test_a_refusal_after_a_mask_rebuilds_the_shared_lexer_for_the_next_matcher():
+    """A token the mask allowed but the parser refuses is the lexer's failure (llguidance grows one lexer shared
+    by every copy and never shrinks it): the next request's matcher must not inherit it."""
+    compiled = GrammarCache(max_entries=4).get(GrammarSpec.json_schema({"type": "integer"}), "llguidance", VOCAB)
+    first = compiled.matcher()
+    lexer = first._lexer
+    before = lexer.probe
+    assert compiled.matcher()._lexer.probe is before  # copies share one pristine matcher
+    from lift_sys.generation.grammar.base import new_bitmask
+
+    first.fill_bitmask(new_bitmask(VOCAB.n_vocab))
+    assert not first.accept(VOCAB.tokenize(b"x")[0])  # refused after a mask: marks the lexer spent
+    again = compiled.matcher()
+    assert lexer.probe is not before and again.accept(VOCAB.tokenize(b"7")[0])
+    assert not compiled.matcher().accept(VOCAB.tokenize(b"x")[0]) and lexer.probe is not before
+    fresh = compiled.fresh_matcher()
+    assert fresh.accept(VOCAB.tokenize(b"1")[0])
+
+
+def test_a_length_beside_a_pattern_is_validated_because_llguidance_rejects_valid_strings_there(engine):
+    """The reason for relaxing it, decoded as the engine does (a mask before every token) with the model's
+    tokens (byte tokens do not show it): llguidance 1.9.1 intersects MaskBench's word-count pattern with
+    maxLength 5000 and fails at the 2nd word, "too many expressions constructed"."""
+    import llguidance
+    import numpy as np
+
+    from lift_sys.generation.grammar.base import new_bitmask
+    from lift_sys.generation.grammar.llguidance_backend import COMPACT, LLGuidanceBackend, _limits
+
+    vocab = engine.vocabulary()
+    schema = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^$|(^(?:\\S+\\s+){0,99}\\S+$)",
+                                                     "minLength": 1, "maxLength": 5000}}}
+    text = '{"q":"What is the meaning of life?"}'
+    assert jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+    raw = llguidance.LLMatcher(LLGuidanceBackend()._tokenizer(vocab),
+                               llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=COMPACT),
+                               log_level=0, limits=_limits())
+    mask = new_bitmask(vocab.n_vocab)
+    words = mask.view(np.uint32)
+    for token in vocab.tokenize(text.encode()):
+        raw.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
+        if not (int(words[token >> 5]) >> (token & 31)) & 1 or not raw.consume_token(token):
+            break
+    else:
+        pytest.skip(f"llguidance {llguidance.__version__} decodes it now: the relaxation can go")
+    compiled = GrammarCache(max_entries=4).get(GrammarSpec.json_schema(schema), "llguidance", vocab, relax=True)
+    assert sorted((r.keyword, r.pointer) for r in compiled.relaxed) == [("maxLength", "/properties/q"),
+                                                                        ("minLength", "/properties/q")]
+    assert run_instance(compiled, text, vocab, masked=True).accepted

@@ -7,6 +7,7 @@ import pytest
 from lift_sys.errors import UnsupportedSchemaError
 from lift_sys.generation.grammar import GrammarSpec, get_backend
 from lift_sys.generation.grammar.lint import lint_schema
+from lift_sys.generation.grammar.relax import relax_schema
 
 TAGS = {
     "type": "object",
@@ -24,11 +25,15 @@ def test_unique_items_rejected_for_xgrammar_with_keyword_and_pointer():
     assert "uniqueItems" in str(exc) and "xgrammar" in str(exc)
 
 
-def test_pattern_with_length_rejected_only_for_xgrammar():
-    schema = {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5}
-    with pytest.raises(UnsupportedSchemaError, match="maxLength"):
-        lint_schema(schema, "xgrammar")
-    lint_schema(schema, "llguidance")
+@pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
+def test_a_length_beside_a_pattern_is_refused_exact_and_left_to_validation_enforced(backend):
+    schema = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5}}}
+    with pytest.raises(UnsupportedSchemaError, match="maxLength' at /properties/q"):
+        lint_schema(schema, backend)
+    relaxed, done = relax_schema(schema, backend)
+    assert relaxed["properties"]["q"] == {"type": "string", "pattern": "^[a-z]+$"}
+    assert [(r.keyword, r.pointer, r.exact) for r in done] == [("maxLength", "/properties/q", False)]
+    lint_schema({"type": "string", "maxLength": 5}, backend)  # a length alone stays in the grammar
 
 
 @pytest.mark.parametrize(

@@ -120,8 +120,15 @@ class CompiledGrammar:
         """The grammar is looser than the schema: outputs must be validated (and resampled) to enforce it."""
         return any(not r.exact for r in self.relaxed)
 
+    # A matcher sharing no lazily built state with earlier ones (llguidance: a rebuilt lexer); default: matcher().
+    _fresh: Callable[[], Matcher] | None = field(default=None, repr=False)
+
     def matcher(self) -> Matcher:
         return self._factory()
+
+    def fresh_matcher(self) -> Matcher:
+        """A matcher as the first request after compiling would get it (benches: a verdict no earlier run shaped)."""
+        return (self._fresh or self._factory)()
 
 
 class GrammarBackend(Protocol):

@@ -11,11 +11,14 @@ would write it:
 * compact separators, raw UTF-8 (no ``\\u`` escapes but the control
   characters JSON requires; llguidance refuses ``\\u00e9`` for ``é``);
 * integral floats as integers (``1.0`` is an ``integer`` to JSON Schema;
-  the grammars write ``1``);
-* object keys reordered: the declared properties of the subschema that
-  applies (``$ref`` followed, ``allOf`` merged in order, the first ``anyOf``/
-  ``oneOf`` branch the value is valid against), then the rest in instance
-  order; recursively, each value with the subschema that applies to it.
+  the grammars write ``1``); a bounded number without an exponent
+  (:class:`Positional`);
+* object keys reordered: the declared properties of the subschemas that
+  apply -- the ``$ref`` target, ``allOf`` in order, the first ``anyOf``/
+  ``oneOf`` branch the value is valid against, and the schema's own
+  ``properties``, in the order those keywords are written
+  (:func:`_applicable`) -- then required keys no
+  ``properties`` declares, then the rest in instance order; recursively, each value with the subschema that applies to it.
 
 Best effort by construction: for a value valid against none of the
 branches the first branch is used, so an invalid instance the grammar
@@ -28,9 +31,24 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable
 
 from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_tokens
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+@dataclass(frozen=True)
+class Positional:
+    """A float written without an exponent (``0.000001``, not ``1e-06``): both backends' grammar for a
+    number with a bound is a digit-range regex with no exponent (measured: ``{"type": "number",
+    "minimum": 0}`` rejects ``1e-06`` and accepts ``0.000001`` with llguidance 1.9.1 and xgrammar 0.2.8;
+    unbounded, both accept either)."""
+
+    value: float
+
 
 Validity = Callable[[Any, Any], bool]
 """(value, subschema) -> is the value valid against the subschema (resolving $ref in the root document)."""
@@ -53,19 +71,54 @@ def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
     return schema
 
 
-def _applicable(value: Any, schema: Any, root: Any, valid: Validity, depth: int = 0) -> list[dict[str, Any]]:
-    """The subschemas that apply to ``value`` in place, in the order a compiler merges them."""
+def _applicable(value: Any, schema: Any, root: Any, valid: Validity, depth: int = 0, *,
+                own_last: bool = True) -> list[dict[str, Any]]:
+    """The subschemas that apply to ``value`` in place, in the order a compiler merges their properties.
+
+    llguidance merges in the order the keywords are *written*: a ``$ref``
+    target, each ``allOf`` entry, the ``anyOf``/``oneOf`` branch and the
+    schema's own ``properties`` come in their keys' order, each
+    recursively the same way (measured, llguidance 1.9.1: ``{"anyOf":
+    [{c}], "properties": {n}, "allOf": [{b}]}`` accepts ``c, n, b`` and none
+    of the 5 other orders; with ``properties`` first, ``n`` comes first;
+    xgrammar puts a ``$ref`` written first first too). ``own_last=False``
+    is the schema-first order llama.cpp's converter uses.
+    """
+    if not own_last:
+        return _schema_first(value, schema, root, valid, depth)
+    if not isinstance(schema, dict) or depth > 32:
+        return []
+    out: list[dict[str, Any]] = []
+    own = False
+    for key, sub in schema.items():
+        if key == "$ref" and isinstance(sub, str) and sub.startswith("#"):
+            target = follow(root, pointer_tokens(sub[1:]))
+            if target is not MISSING:
+                out.extend(_applicable(value, target, root, valid, depth + 1))
+        elif key == "allOf" and isinstance(sub, list):
+            for entry in sub:
+                out.extend(_applicable(value, entry, root, valid, depth + 1))
+        elif key in ("anyOf", "oneOf") and isinstance(sub, list) and sub:
+            chosen = next((b for b in sub if _safe_valid(valid, value, b)), sub[0])
+            out.extend(_applicable(value, chosen, root, valid, depth + 1))
+        elif key == "properties" and not own:
+            out.append(schema)
+            own = True
+    return out if own else out + [schema]
+
+
+def _schema_first(value: Any, schema: Any, root: Any, valid: Validity, depth: int = 0) -> list[dict[str, Any]]:
     schema = _resolve(schema, root)
     if not isinstance(schema, dict) or depth > 32:
         return []
     out = [schema]
     for sub in schema.get("allOf", []) if isinstance(schema.get("allOf"), list) else []:
-        out.extend(_applicable(value, sub, root, valid, depth + 1))
+        out.extend(_schema_first(value, sub, root, valid, depth + 1))
     for key in ("anyOf", "oneOf"):
         branches = schema.get(key)
         if isinstance(branches, list) and branches:
             chosen = next((b for b in branches if _safe_valid(valid, value, b)), branches[0])
-            out.extend(_applicable(value, chosen, root, valid, depth + 1))
+            out.extend(_schema_first(value, chosen, root, valid, depth + 1))
     return out
 
 
@@ -109,6 +162,18 @@ def _item_schemas(index: int, schemas: list[dict[str, Any]]) -> list[Any]:
     return found
 
 
+def _integral_as_int(value: Any) -> Any:
+    """A const/enum value as both backends write it: ``{"a": 0.0}`` as ``{"a":0}`` (measured, llguidance
+    1.9.1 and xgrammar 0.2.8: ``0.0`` rejected, ``0`` accepted), key order kept."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e16:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_as_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_as_int(v) for v in value]
+    return value
+
+
 def _same_json(a: Any, b: Any) -> bool:
     """Equal as JSON values and as written (Python's ``[False] == [0]`` is not JSON's)."""
     try:
@@ -126,13 +191,16 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
     """
     if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e16:
         return int(value)
+    if isinstance(value, float) and math.isfinite(value) and "e" in repr(value) and any(
+            k in s for s in _applicable(value, schema, root, valid) for k in _BOUNDS):
+        return Positional(value)
     if depth > 200 or not isinstance(value, (dict, list)):
         return value
-    schemas = _applicable(value, schema, root, valid)
+    schemas = _applicable(value, schema, root, valid, own_last=not required_first)
     for s in schemas:  # a const/enum value is written as the schema wrote it (its key order)
         for option in ([s["const"]] if "const" in s else []) + (s["enum"] if isinstance(s.get("enum"), list) else []):
             if _same_json(option, value):
-                return option
+                return _integral_as_int(option)
     if isinstance(value, list):
         return [
             canonical_value(item, (_item_schemas(i, schemas) or [True])[0], root, valid, depth + 1,
@@ -148,6 +216,11 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
     for s in schemas:
         if isinstance(s.get("properties"), dict):
             order.extend(k for k in s["properties"] if k in value and k not in order)
+    # Then required keys no ``properties`` declares, in ``required`` order (measured, llguidance 1.9.1:
+    # properties {a}, required [xz, xb] accepts a, xz, xb, xq and rejects a, xq, xb, xz and a, xb, xz, xq).
+    for s in schemas if not required_first else ():
+        if isinstance(s.get("required"), list):
+            order.extend(k for k in s["required"] if isinstance(k, str) and k in value and k not in order)
     order.extend(k for k in value if k not in order)
     return {k: canonical_value(value[k], (_child_schemas(k, schemas) or [True])[0], root, valid, depth + 1,
                                required_first=required_first)
@@ -156,5 +229,15 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
 
 def canonical_json(value: Any, schema: Any, valid: Validity, *, required_first: bool = False) -> str:
     """The text our compact grammars would produce for ``value`` under ``schema``."""
-    return json.dumps(canonical_value(value, schema, schema, valid, required_first=required_first), separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return _dumps(canonical_value(value, schema, schema, valid, required_first=required_first))
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON, raw UTF-8, with :class:`Positional` numbers written out in full."""
+    if isinstance(value, Positional):
+        return format(Decimal(repr(value.value)), "f")
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_dumps(str(k))}:{_dumps(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)

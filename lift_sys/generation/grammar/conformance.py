@@ -72,19 +72,34 @@ class InstanceResult:
 
 
 def run_instance(compiled: CompiledGrammar, text: str, vocab: Vocabulary, *, time_masks: bool = False,
-                 max_masks: int = 256) -> InstanceResult:
-    """Feed ``text``'s tokens through a fresh matcher; optionally time each mask (the first ``max_masks``)."""
-    matcher = compiled.matcher()
+                 max_masks: int = 256, masked: bool = False) -> InstanceResult:
+    """Feed ``text``'s tokens through a fresh matcher; optionally time each mask (the first ``max_masks``).
+
+    ``masked``: as decoding does, compute the mask before every token and
+    require the token in it. Slower, and the verdict to trust when the two
+    differ: llguidance 1.9.1 grows one lexer shared by every matcher of a
+    compiled grammar, and on a large schema (SchemaStore's detekt-1.22.0,
+    ~300 property names) feeding tokens *without* masks filled it ("too
+    many expressions constructed"), after which every copy failed at its
+    first token (the backend now rebuilds a lexer a decoder found full:
+    ``_SharedLexer``). So a masked run starts from a fresh lexer.
+    """
+    matcher = compiled.fresh_matcher() if masked else compiled.matcher()
     data = text.encode("utf-8")
     tokens = vocab.tokenize(data)
-    bitmask = new_bitmask(vocab.n_vocab) if time_masks else None
+    bitmask = new_bitmask(vocab.n_vocab) if time_masks or masked else None
+    words = bitmask.view(np.uint32) if bitmask is not None else None
     result = InstanceResult(accepted=False, tokens=len(tokens))
     offset = 0
     for i, token in enumerate(tokens):
-        if bitmask is not None and i < max_masks:
+        if bitmask is not None and (masked or i < max_masks):
             t0 = time.perf_counter()
             matcher.fill_bitmask(bitmask)
-            result.mask_us.append((time.perf_counter() - t0) * 1e6)
+            if time_masks and i < max_masks:
+                result.mask_us.append((time.perf_counter() - t0) * 1e6)
+            if masked and not (int(words[token >> 5]) >> (token & 31)) & 1:
+                result.rejected_at = offset
+                return result
         if not matcher.accept(token):
             result.rejected_at = offset
             return result

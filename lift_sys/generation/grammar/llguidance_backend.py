@@ -49,15 +49,70 @@ class _TokenizerShim:
         return self._tokenize(text)
 
 
+# The lexer error that means "this grammar's shared lexer is full", not "this output is wrong".
+_LEXER_FULL = "too many expressions"
+
+
+class _SharedLexer:
+    """The pristine matcher every request's matcher is copied from, rebuilt once its lexer is full.
+
+    Why: a ``deep_copy`` shares the compiled lexer, which llguidance grows
+    lazily and never shrinks. On a large schema (SchemaStore's
+    detekt-1.22.0, ~300 property names) one instance fed without masks
+    filled it, and from then on *every* copy failed at its first token with
+    "too many expressions constructed" -- a cached grammar broken for good.
+    A matcher that hits that error marks the lexer spent; the next request
+    gets a copy of a fresh one (~one compile, here a few ms).
+    """
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._probe = build()
+        self._spent = False
+
+    @property
+    def probe(self) -> Any:
+        return self._probe
+
+    def copy(self) -> "LLGuidanceMatcher":
+        with self._lock:
+            if self._spent:
+                self._probe, self._spent = self._build(), False
+            return LLGuidanceMatcher(self._probe.deep_copy(), self)
+
+    def spent(self) -> None:
+        with self._lock:
+            self._spent = True
+
+    def fresh_copy(self) -> "LLGuidanceMatcher":
+        self.spent()
+        return self.copy()
+
+
 class LLGuidanceMatcher:
-    def __init__(self, matcher: Any) -> None:
+    def __init__(self, matcher: Any, lexer: _SharedLexer | None = None) -> None:
         self._m = matcher
+        self._lexer = lexer
 
     def fill_bitmask(self, bitmask: np.ndarray) -> None:
         self._m.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
+        self._masked = True
+        self._check_lexer(False)
 
     def accept(self, token_id: int) -> bool:
-        return bool(self._m.consume_token(token_id))
+        ok = bool(self._m.consume_token(token_id))
+        if not ok:
+            self._check_lexer(self._masked)
+        self._masked = False
+        return ok
+
+    _masked = False  # a mask was computed for this step: a token then refused is the lexer's failure
+
+    def _check_lexer(self, after_mask: bool) -> None:
+        if self._lexer is not None and self._m.is_error() and (
+                after_mask or _LEXER_FULL in (self._m.get_error() or "")):
+            self._lexer.spent()
 
     def forced_tokens(self) -> list[int]:
         return list(self._m.compute_ff_tokens())
@@ -123,10 +178,15 @@ class LLGuidanceBackend:
         # is paid here -- inside the compile time box -- and an error state
         # (a grammar over llguidance's limits, a reference loop, an empty
         # language) is a compile error, not a failure in the middle of decoding.
-        probe = LLMatcher(tokenizer, grammar, log_level=0, limits=limits)
-        if not probe.is_error():
-            first = new_bitmask(vocab.n_vocab)
-            probe.unsafe_compute_mask_ptr(first.ctypes.data, first.nbytes)
+        def build() -> Any:
+            matcher = LLMatcher(tokenizer, grammar, log_level=0, limits=_limits())
+            if not matcher.is_error():
+                first = new_bitmask(vocab.n_vocab)
+                matcher.unsafe_compute_mask_ptr(first.ctypes.data, first.nbytes)
+            return matcher
+
+        lexer = _SharedLexer(build)
+        probe = lexer.probe
         if probe.is_error():
             reason = clean_backend_message(probe.get_error())
             if reason.startswith("no token can come next"):  # already at the start
@@ -134,10 +194,7 @@ class LLGuidanceBackend:
             raise GrammarCompileError(f"llguidance rejected the grammar: {reason}")
         compile_ms = (time.perf_counter() - t0) * 1000
 
-        def factory() -> LLGuidanceMatcher:
-            # A copy of the pristine probe shares its compiled lexer: ~µs,
-            # where a fresh LLMatcher re-parses the grammar (~3 ms on the IR
-            # schema, paid in every request's time to first token).
-            return LLGuidanceMatcher(probe.deep_copy())
-
-        return CompiledGrammar(self.name, spec.key, vocab.fingerprint, compile_ms, factory)
+        # A copy of the pristine probe shares its compiled lexer: ~µs, where a
+        # fresh LLMatcher re-parses the grammar (~3 ms on the IR schema, paid
+        # in every request's time to first token).
+        return CompiledGrammar(self.name, spec.key, vocab.fingerprint, compile_ms, lexer.copy, _fresh=lexer.fresh_copy)

@@ -21,7 +21,8 @@ machinery), xgrammar's optional-property limits (a compile-time bound), a
 reference into a part that would be removed, and any keyword whose removal
 would lift a bound the grammar does enforce (lengths, item counts, ``enum``,
 ``required``, ``additionalProperties``) -- but ``minLength``/``maxLength``
-beside a ``pattern`` on xgrammar, which it already ignores there.
+beside a ``pattern``, which xgrammar ignores there and llguidance can get
+wrong (:data:`.lint._LENGTH_BESIDE_PATTERN`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from typing import Any, Callable
 
 from lift_sys.errors import UnsupportedSchemaError
 from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_tokens, ref_tokens
-from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LOOKAROUND, _NEVER, _NUMBER_KW, _STRING_KW, _escape,
+from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
+                                             _STRING_KW, _escape,
                                              applicator_siblings)
 
 # Keywords whose removal only loosens the grammar (never a reference, never a bound the grammar enforces).
@@ -213,6 +215,9 @@ class _Relaxer:
             self.pattern_properties(node, path)
         if xgr:
             self.xgrammar_untyped(node, path)
+        elif "pattern" in node:
+            for keyword in ("minLength", "maxLength"):
+                self.remove(node, path, keyword, _LENGTH_BESIDE_PATTERN.get(self.backend, "string length beside a pattern") + "; checked by validation")
 
     def unevaluated(self, node: dict[str, Any], path: tuple[str, ...], in_place: set[str]) -> None:
         """``unevaluated*`` with nothing beside it to evaluate in place is ``additionalProperties`` /

@@ -8,7 +8,7 @@ engine long before, so an in-process check would test a configuration no
 server runs. This script starts the way ``serve`` does and prints one JSON
 object.
 
-    python -m tests.batch_identity MODEL_PATH BACKEND
+    python -m tests.batch_identity MODEL_PATH BACKEND[,BACKEND...]
 """
 
 from __future__ import annotations
@@ -31,38 +31,42 @@ OTHERS = [
 ]
 
 
-def main(model_path: str, backend: str) -> dict:
+def main(model_path: str, backends: list[str]) -> dict:
     engine = LlamaCppEngine(model_path, slots=4)
     service = InferenceService(engine)
-    constraint = service.constraint_for(GrammarSpec.json_schema(ir_generation_schema()), backend)
+    out: dict = {}
+    for backend in backends:  # one process, one model load and one shared-prefix prefill for all backends
+        constraint = service.constraint_for(GrammarSpec.json_schema(ir_generation_schema()), backend)
 
-    def ir(request: str):  # the first 160 tokens of a greedy IR (engine level: a cut IR is not an error)
-        return engine.generate(ir_messages(request), GenerateOptions(max_tokens=160), constraint)
+        def ir(request: str):  # the first 160 tokens of a greedy IR (engine level: a cut IR is not an error)
+            return engine.generate(ir_messages(request), GenerateOptions(max_tokens=160), constraint)
 
-    alone = ir(TARGET)
-    before = engine.batch_stats()
-    with ThreadPoolExecutor(3) as pool:  # the target joins while the others are already running
-        futures = [pool.submit(ir, r) for r in OTHERS]
-        target = pool.submit(ir, TARGET).result()
-        others = [f.result() for f in futures]
-    after = engine.batch_stats()
-    shared = sum(n for size, n in after.steps_by_size.items() if size > 1) - sum(
-        n for size, n in before.steps_by_size.items() if size > 1)
+        alone = ir(TARGET)
+        before = engine.batch_stats()
+        with ThreadPoolExecutor(3) as pool:  # the target joins while the others are already running
+            futures = [pool.submit(ir, r) for r in OTHERS]
+            target = pool.submit(ir, TARGET).result()
+            others = [f.result() for f in futures]
+        after = engine.batch_stats()
+        shared = sum(n for size, n in after.steps_by_size.items() if size > 1) - sum(
+            n for size, n in before.steps_by_size.items() if size > 1)
+        out[backend] = {
+            "alone": {"text": alone.text, "ids": alone.token_ids, "tokens": alone.completion_tokens},
+            "target": {"text": target.text, "ids": target.token_ids},
+            "others": [{"text": c.text, "tokens": c.completion_tokens, "cached": c.cached_prompt_tokens}
+                       for c in others],
+            "target_cached": target.cached_prompt_tokens,
+            "shared_steps": shared,
+        }
     # Sampled, same seed, two identical prompts decoded side by side (and prefilled together).
     messages = [{"role": "user", "content": "Write a haiku about batching."}]
     sampled = GenerateOptions(max_tokens=24, temperature=0.9, seed=7)
     with ThreadPoolExecutor(2) as pool:
         first, again = [f.result() for f in [pool.submit(engine.generate, messages, sampled) for _ in range(2)]]
     engine.close()
-    return {
-        "alone": {"text": alone.text, "ids": alone.token_ids, "tokens": alone.completion_tokens},
-        "target": {"text": target.text, "ids": target.token_ids},
-        "others": [{"text": c.text, "tokens": c.completion_tokens, "cached": c.cached_prompt_tokens} for c in others],
-        "target_cached": target.cached_prompt_tokens,
-        "shared_steps": shared,
-        "seeded": [first.token_ids, again.token_ids],
-    }
+    out["seeded"] = [first.token_ids, again.token_ids]
+    return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2])))
+    print(json.dumps(main(sys.argv[1], sys.argv[2].split(","))))

@@ -37,7 +37,7 @@ from lift_sys.server.app import asgi
 from lift_sys.service.core import InferenceService
 from lift_sys.settings import Settings
 
-from .conftest import requires_xgrammar
+from .conftest import _has, requires_xgrammar
 from .serving import running
 
 pytestmark = pytest.mark.model
@@ -65,17 +65,21 @@ def batched(engine):
     eng.close()
 
 
-@pytest.mark.parametrize("backend", ["llguidance", pytest.param("xgrammar", marks=requires_xgrammar)])
-def test_greedy_ir_identical_alone_and_in_a_batch(engine, backend):
-    """Byte-identical greedy IR alone and beside others; same seed, same sampled text.
-
-    In a fresh process, started the way ``lift-sys serve`` starts a batched
-    engine (see tests/batch_identity.py for why).
-    """
-    run = subprocess.run([sys.executable, "-m", "tests.batch_identity", str(engine.model_path), backend],
-                         capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+@pytest.fixture(scope="module")
+def identity_run(engine) -> dict:
+    """Every backend's identity run, in one fresh process started the way ``lift-sys serve`` starts a batched
+    engine (see tests/batch_identity.py for why); one model load and one prefix prefill for all of them."""
+    backends = ["llguidance"] + (["xgrammar"] if _has("xgrammar") else [])
+    run = subprocess.run([sys.executable, "-m", "tests.batch_identity", str(engine.model_path), ",".join(backends)],
+                         capture_output=True, text=True, timeout=1200, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("backend", ["llguidance", pytest.param("xgrammar", marks=requires_xgrammar)])
+def test_greedy_ir_identical_alone_and_in_a_batch(identity_run, backend):
+    """Byte-identical greedy IR alone and beside others, with each backend."""
+    out = identity_run[backend]
     alone, target = out["alone"], out["target"]
     assert alone["text"].startswith('{"intent":{') and alone["tokens"] > 100
     assert target["text"] == alone["text"]  # byte-identical
@@ -85,7 +89,10 @@ def test_greedy_ir_identical_alone_and_in_a_batch(engine, backend):
     assert out["shared_steps"] > 20  # the requests really shared decode steps
     # the shared IR prefix was not prefilled again
     assert min(out["target_cached"], *(c["cached"] for c in out["others"])) > 400
-    first, again = out["seeded"]
+
+
+def test_same_seed_same_sampled_text_side_by_side(identity_run):
+    first, again = identity_run["seeded"]
     assert first and again == first  # per-request RNG, logits independent of the company
 
 

@@ -83,6 +83,7 @@ def test_code_and_verify_on_a_hand_written_ir(fake, tmp_path):
     r = invoke("code", str(ir_file), "--json")
     assert r.exit_code == 0, r.stderr
     body = json.loads(r.stdout)
+    assert set(body) == {"ir", "code", "verification", "selection", "attempts"}
     assert body["code"] == GOOD
     assert {c["provenance"] for c in body["verification"]["checks"] if c["name"].startswith("example")} == {"given"}
     code_file = tmp_path / "f.py"

@@ -86,8 +86,7 @@ def test_http_code_and_pipeline_return_the_report(service):
         assert isinstance(body["verified"], bool) and body["verification"]["checks"]
 
 
-@pytest.mark.model
-def test_cli_verify_and_code(tmp_path):
+def test_cli_verify_passes_good_code_and_fails_wrong_code(tmp_path):
     ir_path = tmp_path / "ir.json"
     ir_path.write_text(json.dumps(EXAMPLE_IR))
     good, bad = tmp_path / "good.py", tmp_path / "bad.py"
@@ -99,9 +98,4 @@ def test_cli_verify_and_code(tmp_path):
     ko = subprocess.run([sys.executable, "-m", "lift_sys.cli", "verify", str(ir_path), str(bad)],
                         capture_output=True, text=True, timeout=120)
     assert ko.returncode != 0 and "FAIL" in ko.stdout
-    r = subprocess.run([sys.executable, "-m", "lift_sys.cli", "code", str(ir_path), "--json", "--attempts", "2"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr
-    body = json.loads(r.stdout)
-    assert set(body) == {"ir", "code", "verification", "selection", "attempts"}
-    assert body["verification"]["verified"] is True and "def count_vowels(" in body["code"]
+    # `lift-sys code` itself: test_cli_fast (fake engine); the real model writes this IR's code over HTTP above.

@@ -174,6 +174,15 @@ def _integral_as_int(value: Any) -> Any:
     return value
 
 
+def _merged(found: list[Any], required_first: bool) -> Any:
+    """The schema of a child several subschemas constrain: all of them, merged in order (a compiler
+    intersects them; e.g. SchemaStore's libman: ``items: {required: [provider]}`` from an ``anyOf``
+    branch and ``items: {$ref: libraryEntry}`` beside it). llama.cpp's order: the first one only."""
+    if not found:
+        return True
+    return found[0] if len(found) == 1 or required_first else {"allOf": found}
+
+
 def _same_json(a: Any, b: Any) -> bool:
     """Equal as JSON values and as written (Python's ``[False] == [0]`` is not JSON's)."""
     try:
@@ -203,7 +212,7 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
                 return _integral_as_int(option)
     if isinstance(value, list):
         return [
-            canonical_value(item, (_item_schemas(i, schemas) or [True])[0], root, valid, depth + 1,
+            canonical_value(item, _merged(_item_schemas(i, schemas), required_first), root, valid, depth + 1,
                             required_first=required_first)
             for i, item in enumerate(value)
         ]
@@ -222,8 +231,8 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
         if isinstance(s.get("required"), list):
             order.extend(k for k in s["required"] if isinstance(k, str) and k in value and k not in order)
     order.extend(k for k in value if k not in order)
-    return {k: canonical_value(value[k], (_child_schemas(k, schemas) or [True])[0], root, valid, depth + 1,
-                               required_first=required_first)
+    return {k: canonical_value(value[k], _merged(_child_schemas(k, schemas), required_first), root, valid,
+                               depth + 1, required_first=required_first)
             for k in order}
 
 

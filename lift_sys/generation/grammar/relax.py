@@ -35,8 +35,7 @@ from typing import Any, Callable
 from lift_sys.errors import UnsupportedSchemaError
 from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_tokens, ref_tokens
 from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
-                                             _STRING_KW, _escape,
-                                             applicator_siblings)
+                                             _STRING_KW, _escape, applicator_siblings)
 
 # Keywords whose removal only loosens the grammar (never a reference, never a bound the grammar enforces).
 RELAXABLE = frozenset(set(_NEVER) - {"$dynamicRef", "$recursiveRef"}) | {
@@ -217,7 +216,8 @@ class _Relaxer:
             self.xgrammar_untyped(node, path)
         elif "pattern" in node:
             for keyword in ("minLength", "maxLength"):
-                self.remove(node, path, keyword, _LENGTH_BESIDE_PATTERN.get(self.backend, "string length beside a pattern") + "; checked by validation")
+                why = _LENGTH_BESIDE_PATTERN.get(self.backend, "string length beside a pattern")
+                self.remove(node, path, keyword, why + "; checked by validation")
 
     def unevaluated(self, node: dict[str, Any], path: tuple[str, ...], in_place: set[str]) -> None:
         """``unevaluated*`` with nothing beside it to evaluate in place is ``additionalProperties`` /

@@ -157,6 +157,24 @@ def test_malformed_predicates_are_resampled_then_dropped_with_a_finding():
     assert any("unknown name txt" in c.message and "dropped" in c.message for c in result.checks)
 
 
+def test_a_malformed_predicate_stops_its_sample_while_decoding_before_the_examples():
+    from lift_sys.generation.engines.fake import pieces
+
+    bad = _ir_text("0 <= result, result <= len(text)")
+    engine = FakeEngine([bad, _ir_text("0 <= result <= len(text)")])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
+    assert result.samples == 2 and result.ir.assertions[1].predicate == "0 <= result <= len(text)"
+    reason = result.resampled[0]
+    assert reason.startswith("malformed_predicate (stopped after ") and "a tuple" in reason, reason
+    stopped = int(reason.split("stopped after ")[1].split(" ")[0])
+    assert stopped <= len(pieces(bad[:bad.index('"examples"')])) < len(pieces(bad))  # the examples never decoded
+    # the last sample is kept whole: its bad predicate is dropped, not stopped
+    engine = FakeEngine([bad])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000), samples=1)
+    assert result.samples == 1 and len(result.ir.examples) > 0
+    assert any("a tuple" in c.message and "dropped" in c.message for c in result.checks)
+
+
 @pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
 def test_the_generation_grammar_cannot_end_a_predicate_with_a_comma(backend):
     """Caught *while* decoding: the grammar itself has no trailing comma (a tuple) and no line break."""

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from lift_sys import __version__
 from lift_sys.codegen.sandbox import describe as sandbox_description
@@ -48,6 +48,7 @@ from lift_sys.generation.runaway import RunawayWatch
 from lift_sys.ir.given import carry_given
 from lift_sys.generation.validation import prepare_validator, validate_json
 from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, predicate_problems
+from lift_sys.ir.watch import PredicateWatch
 
 
 @dataclass
@@ -204,6 +205,25 @@ def _repeated_assertions(spec: IRSpec) -> dict[int, str]:
     return out
 
 
+class TextWatch(Protocol):
+    """A check on the text decoded so far (:class:`~lift_sys.ir.watch.PredicateWatch`)."""
+
+    problem: str | None
+
+    def feed(self, piece: str) -> bool:
+        """Take the next piece; True once the text is known to be unusable (``problem`` says why)."""
+
+
+class StoppedByCheck(Exception):
+    """Decoding was stopped by a ``stop_when`` check; the caller resamples (never reaches a front)."""
+
+    def __init__(self, reason: str, partial_text: str, completion_tokens: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.partial_text = partial_text
+        self.completion_tokens = completion_tokens
+
+
 class _LinkedCancel(CancelToken):
     """Cancelled by its own ``cancel()`` (the runaway watch) or by the caller's token."""
 
@@ -328,13 +348,16 @@ class InferenceService:
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
         stop_runaway: bool = False,
+        stop_when: "TextWatch | None" = None,
     ) -> GenerationResult:
         """Generate under ``grammar`` (a GrammarSpec, or a JSON Schema dict; None = unconstrained).
 
         Raises TruncatedOutput when a constrained generation hits max_tokens,
         OutputValidationError when JSON output fails its schema.
         ``stop_runaway``: stop as soon as the output loops (RunawayOutput, a
-        TruncatedOutput) instead of running on to max_tokens.
+        TruncatedOutput) instead of running on to max_tokens. ``stop_when``:
+        a check on the text so far; when it fires, decoding stops and
+        :class:`StoppedByCheck` carries its reason.
         """
         if isinstance(messages, str):
             if not messages.strip():
@@ -367,7 +390,7 @@ class InferenceService:
                 try:
                     result = self._generate_once(messages, spec, constraint, opts, compile_ms, caller_schema,
                                                  on_text=None if validated else on_text, cancel=cancel,
-                                                 stop_runaway=stop_runaway)
+                                                 stop_runaway=stop_runaway, stop_when=stop_when)
                 except SchemaNotEnforced as exc:
                     if not validated:
                         raise
@@ -397,14 +420,18 @@ class InferenceService:
 
     def _generate_once(self, messages: list[ChatMessage], spec: GrammarSpec | None, constraint: Constraint | None,
                        options: GenerateOptions, compile_ms: float, caller_schema: bool, *,
-                       on_text: OnText | None, cancel: CancelToken | None, stop_runaway: bool) -> GenerationResult:
+                       on_text: OnText | None, cancel: CancelToken | None, stop_runaway: bool,
+                       stop_when: "TextWatch | None" = None) -> GenerationResult:
         """One sample of :meth:`generate`: decode, then truncation and validation against ``spec`` (the full schema)."""
         watch, hook, token = None, on_text, cancel
-        if stop_runaway:
-            watch, token = RunawayWatch(), _LinkedCancel(cancel)
+        if stop_runaway or stop_when is not None:
+            watch, token = (RunawayWatch() if stop_runaway else None), _LinkedCancel(cancel)
 
             def hook(piece: str) -> None:
-                if watch.feed(piece):
+                fired = watch is not None and watch.feed(piece)
+                if stop_when is not None and stop_when.feed(piece):
+                    fired = True
+                if fired:
                     token.cancel()
                 if on_text is not None:
                     on_text(piece)
@@ -422,6 +449,8 @@ class InferenceService:
         if completion.finish_reason == "cancelled":
             if watch is not None and watch.fired and not (cancel is not None and cancel.cancelled):
                 raise RunawayOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
+            if stop_when is not None and stop_when.problem and not (cancel is not None and cancel.cancelled):
+                raise StoppedByCheck(stop_when.problem, completion.text, completion.completion_tokens)
             raise Cancelled("the client went away; generation stopped")
         if spec is not None and completion.finish_reason == "length":
             raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
@@ -478,8 +507,13 @@ class InferenceService:
         for i in range(samples):
             opts = resample_options(options, i)
             try:
+                # Not the last sample: stop it at the first malformed predicate (the last one is kept and its
+                # bad predicates dropped, so it runs to the end).
                 result = self.generate(ir_messages(request), _IR_GRAMMAR, opts, on_text=on_text, cancel=cancel,
-                                       stop_runaway=True)
+                                       stop_runaway=True, stop_when=PredicateWatch() if i + 1 < samples else None)
+            except StoppedByCheck as exc:
+                resampled.append(f"malformed_predicate (stopped after {exc.completion_tokens} tokens): {exc.reason}")
+                continue
             except TruncatedOutput as exc:
                 if not isinstance(exc, RunawayOutput) and options.max_tokens < _RESAMPLE_TRUNCATION_AT:
                     raise

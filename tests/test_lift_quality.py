@@ -245,6 +245,24 @@ def test_agreeing_candidates_make_a_wrong_invented_example_suspect_not_blocking(
     assert "given checks 1/1" in result.selection["why"]
 
 
+def test_with_no_given_check_agreeing_candidates_contradicted_by_the_ir_are_not_verified():
+    """Suspect is not the same as wrong: with nothing the user stated, the consensus and the IR are two readings
+    and neither decides (held out, HumanEval/41: two agreeing candidates, 7 contradicting checks, both wrong)."""
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["examples"] = [{"inputs": {"text": "Hello"}, "output": 2, "given": False},
+                       {"inputs": {"text": "sky"}, "output": 1, "given": False}]
+    result = generate_verified_code(_scripted([GOOD, GOOD, GOOD]), spec_from_document(doc), GenerateOptions(),
+                                    attempts=3)
+    checks = {c.name: c for c in result.report.checks}
+    assert checks["example[1]"].provenance == "suspect" and result.code == GOOD
+    assert not result.verified and [c.name for c in result.report.failures()] == ["consensus"]
+    # the same candidates with the invented example right: every check agrees, verified
+    doc["examples"][1]["output"] = 0
+    result = generate_verified_code(_scripted([GOOD, GOOD, GOOD]), spec_from_document(doc), GenerateOptions(),
+                                    attempts=3)
+    assert result.verified
+
+
 def test_a_lone_candidate_cannot_overrule_the_ir():
     ir = _invented_ir(wrong_output_for_sky=1)
     result = generate_verified_code(_scripted([GOOD]), ir, GenerateOptions(), attempts=1)

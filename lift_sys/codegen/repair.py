@@ -48,7 +48,10 @@ check is a *claim*, not a verdict:
    two functions, so neither is *verified*. Nor is a
    winner no other candidate agrees with, when more than one was allowed
    (HumanEval/0 again: the lone adjacent-only candidate, every other one
-   failing a check). *verified* = every check that blocks holds.
+   failing a check). Nor is a winner with no *given* check whose
+   agreement some invented check contradicts (a suspect check): the
+   consensus and the IR disagree and no statement of the user decides.
+   *verified* = every check that blocks holds.
 """
 
 from __future__ import annotations
@@ -318,6 +321,14 @@ def generate_verified_code(
     if contest is None and attempts > 1 and best.agreement < 2 and report.verified:
         contest = Check("agreement", False, f"no other candidate of {len(history)} agrees with this one on the "
                         f"examples and {len(probes)} probe inputs: the checks alone do not pin the function down",
+                        provenance="probe")
+    suspect = [c for c in report.checks if c.provenance == "suspect"]
+    if contest is None and suspect and not any(c.provenance == "given" for c in report.checks) and report.verified:
+        # No check the user stated, and the IR's own invented checks contradict the agreeing candidates: two
+        # readings disagree and nothing decides between them (HumanEval/41, held out: two candidates agreed
+        # on n*(n-1)//2, 7 invented checks said otherwise, the answer is n*n -- reported verified, wrong).
+        contest = Check("consensus", False, f"no given example, and {len(suspect)} of the IR's own checks contradict "
+                        f"the {best.agreement} candidates that agree: nothing decides which is right",
                         provenance="probe")
     if contest is not None:
         report = replace(report, checks=[*report.checks, contest])

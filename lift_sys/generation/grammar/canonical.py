@@ -72,7 +72,7 @@ def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
 
 
 def _applicable(value: Any, schema: Any, root: Any, valid: Validity, depth: int = 0, *,
-                own_last: bool = True) -> list[dict[str, Any]]:
+                written_order: bool = True) -> list[dict[str, Any]]:
     """The subschemas that apply to ``value`` in place, in the order a compiler merges their properties.
 
     llguidance merges in the order the keywords are *written*: a ``$ref``
@@ -81,10 +81,10 @@ def _applicable(value: Any, schema: Any, root: Any, valid: Validity, depth: int 
     recursively the same way (measured, llguidance 1.9.1: ``{"anyOf":
     [{c}], "properties": {n}, "allOf": [{b}]}`` accepts ``c, n, b`` and none
     of the 5 other orders; with ``properties`` first, ``n`` comes first;
-    xgrammar puts a ``$ref`` written first first too). ``own_last=False``
+    xgrammar puts a ``$ref`` written first first too). ``written_order=False``
     is the schema-first order llama.cpp's converter uses.
     """
-    if not own_last:
+    if not written_order:
         return _schema_first(value, schema, root, valid, depth)
     if not isinstance(schema, dict) or depth > 32:
         return []
@@ -205,7 +205,7 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
         return Positional(value)
     if depth > 200 or not isinstance(value, (dict, list)):
         return value
-    schemas = _applicable(value, schema, root, valid, own_last=not required_first)
+    schemas = _applicable(value, schema, root, valid, written_order=not required_first)
     for s in schemas:  # a const/enum value is written as the schema wrote it (its key order)
         for option in ([s["const"]] if "const" in s else []) + (s["enum"] if isinstance(s.get("enum"), list) else []):
             if _same_json(option, value):

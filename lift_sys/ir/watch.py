@@ -33,6 +33,7 @@ class PredicateWatch:
     def __init__(self) -> None:
         self._text: list[str] = []
         self._checked = 0  # predicates already judged
+        self._names: list[str] | None = None  # function name, then parameters: fixed once assertions begin
         self.problem: str | None = None
 
     def feed(self, piece: str) -> bool:
@@ -45,11 +46,12 @@ class PredicateWatch:
         start = text.find('"assertions":[')
         if start < 0:
             return None
-        signature = text.find('"signature":{')
-        names = [json.loads(m) for m in _NAME.findall(text, signature if signature >= 0 else 0, start)]
-        if not names:
+        if self._names is None:
+            signature = text.find('"signature":{')
+            self._names = [json.loads(m) for m in _NAME.findall(text, signature if signature >= 0 else 0, start)]
+        if not self._names:
             return None
-        fname, params = names[0], names[1:]
+        fname, params = self._names[0], self._names[1:]
         found = _PREDICATE.findall(text, start)
         for kind, literal in found[self._checked:]:
             self._checked += 1

@@ -162,10 +162,15 @@ def _item_schemas(index: int, schemas: list[dict[str, Any]]) -> list[Any]:
     return found
 
 
+def _integral(value: Any) -> bool:
+    """A float both grammars write as an integer (``1.0`` -> ``1``)."""
+    return isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e16
+
+
 def _integral_as_int(value: Any) -> Any:
     """A const/enum value as both backends write it: ``{"a": 0.0}`` as ``{"a":0}`` (measured, llguidance
     1.9.1 and xgrammar 0.2.8: ``0.0`` rejected, ``0`` accepted), key order kept."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e16:
+    if _integral(value):
         return int(value)
     if isinstance(value, dict):
         return {k: _integral_as_int(v) for k, v in value.items()}
@@ -198,7 +203,7 @@ def canonical_value(value: Any, schema: Any, root: Any, valid: Validity, depth: 
     ``required_first``: llama.cpp's converter writes required properties
     first, then the optional ones (each in definition order).
     """
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e16:
+    if _integral(value):
         return int(value)
     if isinstance(value, float) and math.isfinite(value) and "e" in repr(value) and any(
             k in s for s in _applicable(value, schema, root, valid) for k in _BOUNDS):

@@ -94,6 +94,7 @@ class LLGuidanceMatcher:
     def __init__(self, matcher: Any, lexer: _SharedLexer | None = None) -> None:
         self._m = matcher
         self._lexer = lexer
+        self._masked = False  # a mask was computed for this step: a token then refused is the lexer's failure
 
     def fill_bitmask(self, bitmask: np.ndarray) -> None:
         self._m.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
@@ -107,7 +108,6 @@ class LLGuidanceMatcher:
         self._masked = False
         return ok
 
-    _masked = False  # a mask was computed for this step: a token then refused is the lexer's failure
 
     def _check_lexer(self, after_mask: bool) -> None:
         if self._lexer is not None and self._m.is_error() and (

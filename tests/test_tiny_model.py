@@ -99,3 +99,40 @@ def test_batched_rows_go_in_slot_order_with_no_gap(tiny_engine, monkeypatch):
     bad = [runs for runs in runs_per_decode if runs != list(range(len(runs)))]
     assert not bad, f"{len(bad)} of {len(runs_per_decode)} decodes had gaps or rows out of slot order, e.g. {bad[:3]}"
     assert stats.slot_moves > 0  # the gaps were closed by moving sequences, not avoided by luck
+
+
+def _prompt(topic: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": f"{topic}, and what to say about {topic}. " * 8},
+            {"role": "user", "content": "go"}]
+
+
+def test_prompts_taking_turns_keep_their_prefix_and_their_output(tiny_engine):
+    """A, B, A on one slot: the second A comes from its snapshot, and says what A said after A.
+
+    Without snapshots B's prefill evicts A's KV and the second A prefills
+    its whole prompt again (the pipeline's IR / request-code / IR-code
+    prompts taking turns cached 4 tokens each). The restored KV is the
+    bytes A's prefill wrote, so the second A's logits are the ones it gets
+    straight after A (the live-prefix path): same greedy text.
+    """
+    engine = LlamaCppEngine(tiny_engine.model_path, model_name="tiny-random", n_ctx=1024, prompt_cache_mb=64)
+    off = LlamaCppEngine(tiny_engine.model_path, model_name="tiny-random", n_ctx=1024, prompt_cache_mb=0)
+    opts = GenerateOptions(max_tokens=16)
+    a, b = _prompt("rivers"), _prompt("mountains")
+    n_a = engine.count_tokens(a)
+    assert n_a > 64
+
+    engine.generate(a, opts)
+    after_a = engine.generate(a, opts)  # live prefix: A straight after A
+    assert after_a.cached_prompt_tokens == n_a - 1
+    engine.generate(b, opts)
+    again = engine.generate(a, opts)  # B came between: A's snapshot
+    assert again.cached_prompt_tokens == n_a - 1
+    assert again.text == after_a.text and again.token_ids == after_a.token_ids
+    stats = engine.info()["prompt_cache"]
+    assert stats["hits"] >= 1 and stats["restored_tokens"] >= n_a - 1 and 0 < stats["bytes"] <= 64 * 1024 * 1024
+
+    off.generate(a, opts)
+    off.generate(b, opts)
+    assert off.generate(a, opts).cached_prompt_tokens < 5  # only the chat template's first tokens
+    assert off.info()["prompt_cache"]["entries"] == 0

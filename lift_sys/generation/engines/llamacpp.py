@@ -9,7 +9,10 @@ Why our own loop instead of ``create_chat_completion``:
   ``":"``, a closing brace), they are appended in one batched decode
   instead of one forward pass each;
 * **prefix KV reuse** -- requests share a long system prompt; the KV cache
-  of the common token prefix is kept and only the new suffix is prefilled.
+  of the common token prefix is kept and only the new suffix is prefilled,
+  and recent prompts' KV is kept in host memory so requests of different
+  kinds taking turns do not evict each other's prefix
+  (:mod:`~lift_sys.generation.engines.prompt_cache`).
 
 ``slots == 1`` (default): one lock serializes generations over one
 context, as before. ``slots > 1`` (``LIFT_SLOTS``): generations share each
@@ -58,6 +61,7 @@ from lift_sys.generation.engines.batch import (
     make_batch_invariant,
     relay_until_done,
 )
+from lift_sys.generation.engines.prompt_cache import PromptCache, Snapshot
 from lift_sys.generation.engines.sequence import SequenceState
 from lift_sys.generation.grammar.base import Vocabulary
 
@@ -125,12 +129,15 @@ class LlamaCppEngine:
         slots: int | None = None,
         flash_attn: bool = True,
         prefill_chunk: int = 64,
+        prompt_cache_mb: int | None = None,
         verbose: bool = False,
     ) -> None:
         """``slots``: sequences decoded together (None: ``LIFT_SLOTS``, default 1).
 
         ``flash_attn`` and ``prefill_chunk`` apply to the batched context
         only (``slots > 1``); the single-slot context is unchanged.
+        ``prompt_cache_mb``: host memory for prompt-prefix snapshots of the
+        single-slot context (None: ``LIFT_PROMPT_CACHE_MB``; 0: off).
         """
         import os
 
@@ -141,10 +148,12 @@ class LlamaCppEngine:
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
         threads = n_threads or max(1, os.cpu_count() or 1)
-        if slots is None:
+        if slots is None or prompt_cache_mb is None:
             from lift_sys.settings import Settings
 
-            slots = Settings().slots
+            settings = Settings()
+            slots = settings.slots if slots is None else slots
+            prompt_cache_mb = settings.prompt_cache_mb if prompt_cache_mb is None else prompt_cache_mb
         if slots < 1:
             raise InvalidRequest(f"slots must be at least 1, not {slots}")
         if slots > 1:
@@ -170,6 +179,7 @@ class LlamaCppEngine:
         self._lock = threading.Lock()
         self._decoder = DecodeThread("lift-decode")
         self._kv_tokens: list[int] = []  # tokens whose KV is in the context, in order
+        self._prompt_cache = PromptCache(max(0, prompt_cache_mb) * 1024 * 1024)
         self._vocab: Vocabulary | None = None
         template = self._llm.metadata.get("tokenizer.chat_template") or _CHATML
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
@@ -323,6 +333,7 @@ class LlamaCppEngine:
             "n_vocab": self._n_vocab,
             "load_ms": round(self.load_ms, 1),
             "slots": self.slots,
+            "prompt_cache": self._prompt_cache.stats(),
         }
 
     def batch_stats(self) -> BatchStats:
@@ -344,6 +355,7 @@ class LlamaCppEngine:
             self._llm._ctx.kv_cache_clear()
             self._llm.n_tokens = 0
             self._kv_tokens = []
+            self._prompt_cache.clear()
         if self._batch is not None:
             self._batch.reset()
 
@@ -408,13 +420,48 @@ class LlamaCppEngine:
 
         return self._decoder.call(job, on_text)
 
+    def _snapshot(self) -> None:
+        """Keep the context's KV (exactly ``_kv_tokens``, a prompt) in the prompt cache."""
+        import ctypes
+
+        import llama_cpp
+
+        ctx = self._llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        if size <= 0 or size > self._prompt_cache.max_bytes:
+            return
+        buf = (ctypes.c_ubyte * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+        if written > 0:
+            self._prompt_cache.put(self._kv_tokens, buf, written)
+
+    def _restore(self, snap: Snapshot) -> bool:
+        """Replace the context's KV with ``snap``'s; False (and an empty context) if llama.cpp refuses it."""
+        import llama_cpp
+
+        self._llm._ctx.kv_cache_clear()
+        self._kv_tokens = []
+        if llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, snap.data, snap.nbytes, 0) != snap.nbytes:
+            self._llm._ctx.kv_cache_clear()
+            return False
+        self._kv_tokens = list(snap.tokens)
+        return True
+
     def _generate_locked(self, prompt: list[int], state: SequenceState, cancel: CancelToken | None) -> Completion:
-        # Prefix reuse: keep the KV of the longest common prefix; always
+        # Prefix reuse: keep the KV of the longest common prefix -- the
+        # context's own, or a snapshot's when that shares more; always
         # re-evaluate at least one token so fresh logits exist.
-        reuse = min(common_prefix(self._kv_tokens, prompt), len(prompt) - 1)
+        live = common_prefix(self._kv_tokens, prompt)
+        snap, shared = self._prompt_cache.best(prompt)
+        if snap is not None and shared > live and self._restore(snap):
+            self._prompt_cache.used(snap, min(shared, len(prompt) - 1))
+            live = shared
+        reuse = min(live, len(prompt) - 1, len(self._kv_tokens))
         t0 = time.perf_counter()
         try:
             logits = self._decode(prompt[reuse:], reuse)
+            if self._prompt_cache.wants(prompt):
+                self._snapshot()
         except RuntimeError as exc:
             self._kv_tokens = []
             raise EngineError(f"llama.cpp decode failed: {exc}") from exc

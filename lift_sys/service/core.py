@@ -290,7 +290,7 @@ class InferenceService:
             self.grammar_cache.pin(builtin)
         self._counters = _Counters()
         self._counters_lock = threading.Lock()
-        self._linted: OrderedDict[tuple[str, str], None] = OrderedDict()  # remote engine: lint verdicts
+        self._linted: OrderedDict[tuple[str, str], GrammarSpec] = OrderedDict()  # remote: linted -> the spec sent
         self._started = time.time()
         # the verification sandbox in force (probed once: ~0.1 s for a bwrap start), shown by /health
         self._sandbox = sandbox_description()
@@ -305,13 +305,20 @@ class InferenceService:
         name = backend or self.default_backend
         vocab = self.engine.vocabulary()
         if vocab is None:  # remote engine: the server compiles; we still lint (once per schema and backend)
-            if (name, spec.key) not in self._linted:
-                get_backend(name).lint(spec)
+            wire = self._linted.get((name, spec.key))
+            if wire is None:
+                backend = get_backend(name)
+                backend.lint(spec)
+                wire = spec
+                if spec.kind == "json_schema" and isinstance(spec.source, dict):
+                    # the server's backend gets the schema in the form it reads right, as a local compile would
+                    source = backend.wire_schema(spec.source)
+                    wire = spec if source == spec.source else GrammarSpec.json_schema(source)
                 with self._counters_lock:
-                    self._linted[(name, spec.key)] = None
+                    self._linted[(name, spec.key)] = wire
                     while len(self._linted) > 256:
                         self._linted.popitem(last=False)
-            return Constraint(spec=spec, backend=name)
+            return Constraint(spec=wire, backend=name)
         compiled = self.grammar_cache.get(spec, name, vocab)
         return Constraint(spec=spec, backend=name, compiled=compiled)
 

@@ -142,6 +142,9 @@ class GrammarBackend(Protocol):
     def compile(self, spec: GrammarSpec, vocab: Vocabulary) -> CompiledGrammar:
         """Compile ``spec`` for ``vocab`` (uncached; the registry caches)."""
 
+    def wire_schema(self, schema: Any) -> Any:
+        """``schema`` written the way this backend compiles it right (what a remote server using it is sent)."""
+
 
 def new_bitmask(n_vocab: int) -> np.ndarray:
     """An all-allowed int32 bitmask wide enough for ``n_vocab`` tokens."""

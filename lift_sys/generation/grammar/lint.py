@@ -19,7 +19,10 @@ from urllib.parse import unquote
 from typing import Any, Iterator
 
 from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
+from lift_sys.generation.grammar.formats import refusal as format_refusal
 from lift_sys.generation.grammar.schema_guard import _escape, check_schema, follow, ref_tokens
+from lift_sys.generation.grammar.type_split import splits_by_type
+from lift_sys.generation.grammar.xgrammar_regex import xgrammar_pattern_gap
 
 # Keywords that hold a single subschema / a list / a map of subschemas.
 _SUB_ONE = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
@@ -64,14 +67,6 @@ _EXTRA: dict[str, dict[str, str]] = {
     },
 }
 
-# Formats each backend actually enforces; any other "format" is refused.
-_FORMATS: dict[str, set[str]] = {
-    "llguidance": {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"},
-    "xgrammar": {"date-time", "time", "date", "duration", "email", "ipv4", "ipv6", "hostname", "uuid", "uri",
-                 "uri-reference", "uri-template", "json-pointer", "relative-json-pointer"},
-}
-
-
 XGRAMMAR_MAX_OPTIONAL_PROPERTIES = 512
 XGRAMMAR_MAX_OPTIONAL_TOTAL = 1024
 """Optional properties xgrammar may compile, per object and per schema.
@@ -99,7 +94,7 @@ _NUMBER_KW = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "mul
 _COUNT_KW = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 
 
-def _xgrammar_drops(node: dict[str, Any]) -> tuple[str, str] | None:
+def _xgrammar_drops(node: dict[str, Any], top: bool = False) -> tuple[str, str] | None:
     """(keyword, reason) xgrammar 0.2.8 would silently ignore in ``node``, or None.
 
     Found by the JSON-Schema-Test-Suite at grammar level (invalid instances
@@ -107,9 +102,11 @@ def _xgrammar_drops(node: dict[str, Any]) -> tuple[str, str] | None:
     accepts ``"f"``), ``required`` naming a property not in ``properties``
     (``{"type": "object", "required": ["a"]}`` accepts ``{}``), and any
     constraint next to ``enum``/``const`` (``{"enum": [1, "a"], "minLength": 3}``
-    accepts ``"a"``).
+    accepts ``"a"``). An untyped subschema with nothing but type-specific
+    keywords and annotations is compiled split by type
+    (:mod:`.type_split`), where every keyword has its type.
     """
-    if "type" not in node:
+    if "type" not in node and not splits_by_type(node, top):
         for keyword in _STRING_KW + _NUMBER_KW + ("minItems", "maxItems"):
             if keyword in node:
                 return keyword, "xgrammar ignores it when the subschema has no 'type'; add one"
@@ -129,6 +126,10 @@ def _xgrammar_drops(node: dict[str, Any]) -> tuple[str, str] | None:
         beside = applicator_siblings(node, applicator)
         if beside:
             return applicator, f"xgrammar reads only the {applicator} when other keywords stand beside it ({beside[0]!r})"
+    if isinstance(node.get("pattern"), str) and not _LOOKAROUND.search(node["pattern"]):
+        gap = xgrammar_pattern_gap(node["pattern"])
+        if gap:
+            return "pattern", gap
     props = node.get("properties")
     if isinstance(props, dict):
         for name in props:
@@ -220,7 +221,6 @@ def lint_schema(schema: Any, backend: str) -> None:
         raise InvalidRequest(f"a JSON schema must be an object, got {type(schema).__name__}")
     schema = check_schema(schema)  # the schema as it will be read (older drafts translated)
     extra = _EXTRA.get(backend, {})
-    formats = _FORMATS.get(backend, set())
     optional_total = 0
     for pointer, node in iter_schemas(schema):
         for keyword in node:
@@ -231,12 +231,13 @@ def lint_schema(schema: Any, backend: str) -> None:
             if isinstance(node.get(keyword), float):
                 raise UnsupportedSchemaError(keyword, pointer, backend, "write the count as an integer (2, not 2.0)")
         if backend == "xgrammar":
-            dropped = _xgrammar_drops(node)
+            dropped = _xgrammar_drops(node, top=pointer == "")
             if dropped:
                 raise UnsupportedSchemaError(dropped[0], pointer, backend, dropped[1])
-        fmt = node.get("format")
-        if isinstance(fmt, str) and fmt not in formats:
-            raise UnsupportedSchemaError("format", pointer, backend, f"format {fmt!r} is not enforced")
+        if "format" in node:
+            why = format_refusal(node["format"], backend)
+            if why:
+                raise UnsupportedSchemaError("format", pointer, backend, why)
         if backend == "xgrammar" and isinstance(node.get("properties"), dict):
             required = node.get("required") if isinstance(node.get("required"), list) else []
             optional = len(set(node["properties"]) - set(required))

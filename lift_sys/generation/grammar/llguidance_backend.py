@@ -16,6 +16,7 @@ import numpy as np
 
 from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
+from lift_sys.generation.grammar.formats import backend_json, restore_formats
 from lift_sys.generation.grammar.lint import lint_schema
 
 # Compact JSON: no whitespace between tokens. Unbounded whitespace lets a
@@ -151,11 +152,14 @@ class LLGuidanceBackend:
         if spec.kind == "json_schema":
             lint_schema(spec.source, self.name)
 
+    def wire_schema(self, schema: Any) -> Any:
+        return restore_formats(schema)
+
     def grammar_text(self, spec: GrammarSpec) -> str:
         from llguidance import LLMatcher
 
         if spec.kind == "json_schema":
-            return LLMatcher.grammar_from_json_schema(json.dumps(spec.source), overrides=COMPACT)
+            return LLMatcher.grammar_from_json_schema(backend_json(spec.source), overrides=COMPACT)
         if spec.kind == "regex":
             return LLMatcher.grammar_from_regex(spec.source)
         return LLMatcher.grammar_from_lark(spec.source)

@@ -34,7 +34,10 @@ from typing import Any, Callable
 
 from lift_sys.errors import UnsupportedSchemaError
 from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_tokens, ref_tokens
-from lift_sys.generation.grammar.lint import (_EXTRA, _FORMATS, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
+from lift_sys.generation.grammar import formats
+from lift_sys.generation.grammar.type_split import splits_by_type
+from lift_sys.generation.grammar.xgrammar_regex import xgrammar_pattern_gap
+from lift_sys.generation.grammar.lint import (_EXTRA, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
                                              _STRING_KW, _escape, applicator_siblings)
 
 # Keywords whose removal only loosens the grammar (never a reference, never a bound the grammar enforces).
@@ -96,7 +99,8 @@ class _Relaxer:
         self.root = root
         self.backend = backend
         self.extra = _EXTRA.get(backend, {})
-        self.formats = _FORMATS.get(backend, set())
+        self.exact_formats = formats.EXACT.get(backend, frozenset())
+        self.superset_formats = formats.SUPERSET.get(backend, frozenset())
         self.refs = _ref_targets(root)
         self.done: list[Relaxation] = []
         self._validity: Callable[[Any, Any], bool] | None = None
@@ -202,8 +206,17 @@ class _Relaxer:
             self.remove(node, path, keyword, "dependencies between properties are checked by validation")
         self.unevaluated(node, path, in_place)
         fmt = node.get("format")
-        if "format" in node and not (isinstance(fmt, str) and fmt in self.formats):
-            self.remove(node, path, "format", f"format {fmt!r} is checked by validation")
+        if "format" in node and not (isinstance(fmt, str) and fmt in self.exact_formats):
+            if isinstance(fmt, str) and fmt in self.superset_formats:
+                # the grammar keeps steering to a date; the validator rejects the few invalid ones it admits
+                node[formats.APPROXIMATE_FORMAT] = node.pop("format")
+                self.note("format", path, f"the {self.backend} grammar admits a few invalid {fmt!r} values; "
+                          "checked by validation")
+            elif isinstance(fmt, str) and fmt in formats.VALIDATED:
+                self.remove(node, path, "format", f"format {fmt!r} is checked by validation")
+            else:
+                self.remove(node, path, "format", f"format {fmt!r} is unknown: an annotation, which no validator "
+                            "checks")
         # Backend-specific.
         if "oneOf" in node and "oneOf" in self.extra:
             self.one_of(node, path)
@@ -309,7 +322,7 @@ class _Relaxer:
                                                                   if merged else "; checked by validation"))
 
     def xgrammar_untyped(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
-        if "type" not in node:
+        if "type" not in node and not splits_by_type(node, top=path == ()):  # a split one has its types
             for keyword in _STRING_KW + _NUMBER_KW + ("minItems", "maxItems"):
                 self.remove(node, path, keyword, "xgrammar ignores it without a 'type'; checked by validation")
             if "required" in node and "properties" not in node:
@@ -329,7 +342,9 @@ class _Relaxer:
                                   exact=not patterned)
         if isinstance(node.get("pattern"), str) and _LOOKAROUND.search(node["pattern"]):
             self.remove(node, path, "pattern", "xgrammar ignores lookaround assertions; checked by validation")
-        if "pattern" in node or "format" in node:
+        elif isinstance(node.get("pattern"), str) and xgrammar_pattern_gap(node["pattern"]):
+            self.remove(node, path, "pattern", xgrammar_pattern_gap(node["pattern"]) + "; checked by validation")
+        if "pattern" in node or "format" in node or formats.APPROXIMATE_FORMAT in node:
             for keyword in ("minLength", "maxLength"):
                 self.remove(node, path, keyword, "xgrammar ignores string length beside a pattern or format; checked by validation")
 

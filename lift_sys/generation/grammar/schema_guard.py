@@ -45,6 +45,7 @@ from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 from urllib.parse import unquote
 
+from lift_sys.generation.grammar.formats import APPROXIMATE_FORMAT
 from lift_sys.errors import InvalidRequest, SchemaRefused
 
 # Dialects a caller may name in "$schema" (with or without the empty fragment,
@@ -260,6 +261,7 @@ def _has_ref(node: Any) -> bool:
 def _upgrade_node(node: dict[str, Any], draft: int, path: Pointer) -> dict[str, Any]:
     """One subschema rewritten in 2020-12 terms (same meaning), base-URI keywords dropped where inert."""
     out = dict(node)
+    out.pop(APPROXIMATE_FORMAT, None)  # an annotation from a caller; ours is added after this check
     ids = ("$id", "id") if draft == 4 else ("$id",)
     for key in ids:
         if key in out and (key == "$id" or isinstance(out[key], str)):

@@ -20,7 +20,10 @@ import numpy as np
 
 from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
+from lift_sys.generation.grammar.formats import restore_formats
 from lift_sys.generation.grammar.lint import lint_schema
+from lift_sys.generation.grammar.type_split import retarget, split_by_type, splits_by_type
+from lift_sys.generation.grammar.xgrammar_regex import search_as_match
 
 
 _ANY = "x-lift-any-json"
@@ -35,7 +38,7 @@ _MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions", "depende
 
 
 def spell_out_any(schema: Any) -> Any:
-    """The schema with every "any JSON value" position spelled out as one compact recursive ``$def``.
+    """The schema as xgrammar reads it right: "any value" spelled out, untyped subschemas split by type.
 
     Measured (xgrammar 0.2.8, ``separators=(",", ":")``): its built-in any-value
     writes ``[1, 2]`` -- the separators are not applied inside it -- and with
@@ -43,14 +46,26 @@ def spell_out_any(schema: Any) -> Any:
     ``{"foo": 1}`` was rejected by ``{"type": "object"}``: 126 valid instances of
     the official suite (2020-12) rejected. ``{}``/``true``, and an absent
     ``items``, ``additionalItems`` or ``additionalProperties`` beside an array or
-    object schema, all mean "any value": written out, they say the same thing in
-    the compact form every other backend produces. Exact: no language changes.
+    object schema, all mean "any value": written out as one compact recursive
+    ``$def``, they say the same thing in the form every other backend produces.
+    An untyped subschema with type-specific keywords becomes one branch per
+    type (:mod:`.type_split`); a branch with keywords lives in the root's
+    ``$defs`` (xgrammar resolves no ``$ref`` through an array index, so a
+    reference into it could not follow an ``anyOf/0``). ``additionalItems``
+    without a tuple ``items`` -- which constrains nothing -- goes, and a
+    pattern is written as the whole-string match xgrammar reads
+    (:mod:`.xgrammar_regex`). Exact: no language changes.
     """
-    root = _spell(schema, top=True)
+    taken = set(schema.get("$defs") or {}) if isinstance(schema, dict) else set()
+    prefix = "x-lift-typed"
+    while any(name.startswith(prefix) for name in taken):
+        prefix += "-"
+    speller = _Speller(prefix)
+    root = speller.spell(schema, (), (), top=True)
     if isinstance(root, dict):
         root = dict(root)
-        root["$defs"] = {**(root.get("$defs") or {}), _ANY: _ANY_DEF}
-    return root
+        root["$defs"] = {**(root.get("$defs") or {}), **speller.defs, _ANY: _ANY_DEF}
+    return retarget(root, speller.moves)
 
 
 def _types(node: dict) -> set[str]:
@@ -58,33 +73,70 @@ def _types(node: dict) -> set[str]:
     return {t} if isinstance(t, str) else set(t) if isinstance(t, list) else set()
 
 
-def _spell(node: Any, top: bool = False) -> Any:
-    if node is True or node == {}:
-        return dict(_ANY_DEF) if top else _ANY_REF
-    if not isinstance(node, dict):
+Path = tuple[str, ...]
+
+
+class _Speller:
+    """One pass of :func:`spell_out_any`: the moved paths (old -> new) and the hoisted branches."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.moves: dict[Path, Path] = {}
+        self.defs: dict[str, Any] = {}
+
+    def spell(self, node: Any, old: Path, new: Path, top: bool = False) -> Any:
+        """``node`` (at ``old`` in the caller's schema, ``new`` in the result) spelled out."""
+        if node is True or node == {}:
+            return dict(_ANY_DEF) if top else _ANY_REF
+        if not isinstance(node, dict):
+            return node
+        if splits_by_type(node, top):
+            beside, branches = split_by_type(node)
+            out = self.children(beside, old, new)
+            out["anyOf"] = []
+            for branch, keys in branches:
+                if not keys:  # the other types, unconstrained: spelled out like any typed schema
+                    out["anyOf"].append(self.spell(branch, old, (*new, "anyOf", str(len(out["anyOf"])))))
+                    continue
+                name = f"{self.prefix}-{len(self.defs)}"
+                self.defs[name] = None  # reserve the name before nested splits take the next ones
+                at = ("$defs", name)
+                for key in keys:
+                    self.moves[(*old, key)] = (*at, key)
+                self.defs[name] = self.spell(branch, old, at)
+                out["anyOf"].append({"$ref": f"#/$defs/{name}"})
+            return out
+        node = self.children(dict(node), old, new)
+        if isinstance(node.get("pattern"), str):  # xgrammar matches the whole string; JSON Schema searches
+            node["pattern"] = search_as_match(node["pattern"]) or node["pattern"]
+        if "additionalItems" in node and not isinstance(node.get("items"), list):
+            del node["additionalItems"]  # it constrains only what a tuple ``items`` leaves over
+        types = _types(node)
+        if "array" in types or (not types and ("prefixItems" in node or "items" in node)):
+            if "items" not in node:
+                node["items"] = _ANY_REF
+            elif isinstance(node["items"], list) and "additionalItems" not in node:
+                node["additionalItems"] = _ANY_REF
+        if "object" in types or (not types and "properties" in node):
+            if not any(k in node for k in ("additionalProperties", "patternProperties", "unevaluatedProperties")):
+                node["additionalProperties"] = _ANY_REF
         return node
-    node = dict(node)
-    for key in _VALUE_KEYS:
-        if key in node and node[key] is not False:
-            node[key] = _spell(node[key])
-    for key in _LIST_KEYS:
-        if isinstance(node.get(key), list):
-            node[key] = [_spell(x) for x in node[key]]
-    if isinstance(node.get("items"), list):  # draft 7 tuple form
-        node["items"] = [_spell(x) for x in node["items"]]
-    for key in _MAP_KEYS:
-        if isinstance(node.get(key), dict):
-            node[key] = {k: _spell(v) for k, v in node[key].items()}
-    types = _types(node)
-    if "array" in types or (not types and ("prefixItems" in node or "items" in node)):
-        if "items" not in node:
-            node["items"] = _ANY_REF
-        elif isinstance(node["items"], list) and "additionalItems" not in node:
-            node["additionalItems"] = _ANY_REF
-    if "object" in types or (not types and "properties" in node):
-        if not any(k in node for k in ("additionalProperties", "patternProperties", "unevaluatedProperties")):
-            node["additionalProperties"] = _ANY_REF
-    return node
+
+    def children(self, node: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+        """``node`` with every subschema under it spelled out (``old``/``new``: where ``node``'s keywords are)."""
+        for key in _VALUE_KEYS:
+            if key in node and node[key] is not False:
+                node[key] = self.spell(node[key], (*old, key), (*new, key))
+        for key in _LIST_KEYS:
+            if isinstance(node.get(key), list):
+                node[key] = [self.spell(x, (*old, key, str(i)), (*new, key, str(i))) for i, x in enumerate(node[key])]
+        if isinstance(node.get("items"), list):  # draft 7 tuple form
+            node["items"] = [self.spell(x, (*old, "items", str(i)), (*new, "items", str(i)))
+                             for i, x in enumerate(node["items"])]
+        for key in _MAP_KEYS:
+            if isinstance(node.get(key), dict):
+                node[key] = {k: self.spell(v, (*old, key, k), (*new, key, k)) for k, v in node[key].items()}
+        return node
 
 
 class XGrammarMatcher:
@@ -154,6 +206,9 @@ class XGrammarBackend:
         if spec.kind == "json_schema":
             lint_schema(spec.source, self.name)
 
+    def wire_schema(self, schema: Any) -> Any:
+        return spell_out_any(restore_formats(schema))
+
     def compile(self, spec: GrammarSpec, vocab: Vocabulary) -> CompiledGrammar:
         import xgrammar as xgr
 
@@ -163,7 +218,7 @@ class XGrammarBackend:
         try:
             if spec.kind == "json_schema":
                 compiled = compiler.compile_json_schema(
-                    json.dumps(spell_out_any(spec.source)), any_whitespace=False, separators=(",", ":"),
+                    json.dumps(self.wire_schema(spec.source)), any_whitespace=False, separators=(",", ":"),
                     strict_mode=False
                 )
             elif spec.kind == "regex":

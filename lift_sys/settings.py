@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     slots: int = Field(1, ge=1, le=64, description="Local engine: sequences decoded together in one llama.cpp step "
                        "(continuous batching; each slot gets its own n_ctx of KV). 1 = one generation at a time. "
                        "Measured in docs/benchmarks.md (`lift-sys bench batch`)")
-    prompt_cache_mb: int = Field(256, ge=0, description="Local engine (one slot): host memory for the KV of recent "
+    prompt_cache_mb: int = Field(256, ge=0, description="Local engine: host memory for the KV of recent "
                                  "prompts, so requests of different kinds taking turns (IR, code from the request, "
                                  "code from the IR) skip re-prefilling their shared prefix. ~12 KB a token for the "
                                  "embedded model; 0 = off")

@@ -136,3 +136,26 @@ def test_prompts_taking_turns_keep_their_prefix_and_their_output(tiny_engine):
     off.generate(b, opts)
     assert off.generate(a, opts).cached_prompt_tokens < 5  # only the chat template's first tokens
     assert off.info()["prompt_cache"]["entries"] == 0
+
+
+def test_the_batched_engine_restores_a_prompt_no_slot_holds(tiny_engine):
+    """Sequential requests all land in slot 0: without snapshots, A after B prefilled A again.
+
+    (The pipeline on ``LIFT_SLOTS`` >= 2 runs its IR alone, then candidates:
+    the next request's IR prefix was gone.) Same output as A straight
+    after A -- the restored KV is the bytes A's own prefill wrote.
+    """
+    engine = LlamaCppEngine(tiny_engine.model_path, model_name="tiny-random", n_ctx=512, slots=2, prompt_cache_mb=64)
+    try:
+        opts = GenerateOptions(max_tokens=12)
+        a, b = _prompt("rivers"), _prompt("mountains")
+        n_a = engine.count_tokens(a)
+        engine.generate(a, opts)
+        after_a = engine.generate(a, opts)
+        engine.generate(b, opts)
+        again = engine.generate(a, opts)
+        assert after_a.cached_prompt_tokens == again.cached_prompt_tokens == n_a - 1
+        assert again.token_ids == after_a.token_ids
+        assert engine.info()["prompt_cache"]["hits"] >= 1
+    finally:
+        engine.close()

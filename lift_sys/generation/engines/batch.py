@@ -30,7 +30,10 @@ Shape:
   batches only consecutive sequence ids into one ubatch; ``_admit`` has
   the numbers);
 * prefix reuse: a new request keeps its slot's KV as far as it shares the
-  prompt, or -- if another slot (running or idle) shares at least
+  prompt, or gets a host-memory snapshot of an earlier prompt copied in
+  (:mod:`~lift_sys.generation.engines.prompt_cache`, the same as the
+  one-slot engine's) when that shares ``MIN_COPY_GAIN`` more tokens, or --
+  if another slot (running or idle) shares at least
   ``MIN_COPY_GAIN`` more tokens -- copies that stream
   (``llama_memory_seq_cp``; across split streams llama.cpp copies the whole
   stream buffer at the start of the next decode, a memcpy of a few tens of
@@ -55,6 +58,7 @@ import numpy as np
 
 from lift_sys.errors import EngineError
 from lift_sys.generation.engines.base import CancelToken, Completion
+from lift_sys.generation.engines.prompt_cache import PromptCache, common_prefix, restore_sequence, save_sequence
 from lift_sys.generation.engines.sequence import SequenceState
 
 BATCH_INVARIANT_ENV = {"GGML_CPU_TILED_MM": "0"}
@@ -103,14 +107,6 @@ def relay_until_done(events: "queue.SimpleQueue[tuple[str, Any]]", on_text: Any)
             return payload
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 @dataclass
 class _Request:
     prompt: list[int]
@@ -154,6 +150,7 @@ class BatchScheduler:
         n_vocab: int,
         prefill_chunk: int = 64,
         flash_attn: bool = True,
+        prompt_cache: PromptCache | None = None,
         verbose: bool = False,
     ) -> None:
         import llama_cpp
@@ -208,6 +205,7 @@ class BatchScheduler:
         self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
         self._batch = llama_cpp.llama_batch_init(self._capacity, 0, 1)
         self._kv: list[list[int]] = [[] for _ in range(slots)]  # committed tokens per slot, in order
+        self._prompt_cache = prompt_cache if prompt_cache is not None else PromptCache(0)
         self._active: dict[int, _Request] = {}
         self._waiting: deque[_Request] = deque()
         self._cv = threading.Condition()
@@ -333,7 +331,15 @@ class BatchScheduler:
                     c = common_prefix(self._kv[s], req.prompt)
                     if c >= reuse + MIN_COPY_GAIN:
                         source, reuse = s, c
-            if source != slot:
+            snap, shared = self._prompt_cache.best(req.prompt)
+            if snap is not None and shared >= reuse + MIN_COPY_GAIN:
+                # a prompt no slot holds any more (sequential requests all land in slot 0)
+                restored = restore_sequence(self._ctx.ctx, slot, snap)
+                self._kv[slot] = list(snap.tokens) if restored else []
+                if restored:
+                    self._prompt_cache.used(snap, min(shared, len(req.prompt) - 1))
+                reuse = shared if restored else 0
+            elif source != slot:
                 self._copy_stream(source, slot)
                 self._copies += 1
             # Re-evaluate at least one prompt token so fresh logits exist.
@@ -455,6 +461,7 @@ class BatchScheduler:
             if req.prefilling:
                 req.prefilling = False
                 req.state.timings.prompt_ms = (time.perf_counter() - req.t_admit) * 1000
+                save_sequence(self._prompt_cache, self._ctx.ctx, req.slot, self._kv[req.slot])
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx.ctx, row), shape=(self._n_vocab,))
             try:
                 req.feed = req.state.step(logits)

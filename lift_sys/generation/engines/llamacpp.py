@@ -57,11 +57,10 @@ from lift_sys.generation.engines.base import (
 from lift_sys.generation.engines.batch import (
     BatchScheduler,
     BatchStats,
-    common_prefix,
     make_batch_invariant,
     relay_until_done,
 )
-from lift_sys.generation.engines.prompt_cache import PromptCache, Snapshot
+from lift_sys.generation.engines.prompt_cache import PromptCache, common_prefix, restore_sequence, save_sequence
 from lift_sys.generation.engines.sequence import SequenceState
 from lift_sys.generation.grammar.base import Vocabulary
 
@@ -136,8 +135,8 @@ class LlamaCppEngine:
 
         ``flash_attn`` and ``prefill_chunk`` apply to the batched context
         only (``slots > 1``); the single-slot context is unchanged.
-        ``prompt_cache_mb``: host memory for prompt-prefix snapshots of the
-        single-slot context (None: ``LIFT_PROMPT_CACHE_MB``; 0: off).
+        ``prompt_cache_mb``: host memory for prompt-prefix snapshots (None:
+        ``LIFT_PROMPT_CACHE_MB``; 0: off).
         """
         import os
 
@@ -196,6 +195,7 @@ class LlamaCppEngine:
                 n_vocab=self._n_vocab,
                 prefill_chunk=prefill_chunk,
                 flash_attn=flash_attn,
+                prompt_cache=self._prompt_cache,
                 verbose=verbose,
             )
             self.context_length = self._batch.n_ctx_per_slot
@@ -420,48 +420,23 @@ class LlamaCppEngine:
 
         return self._decoder.call(job, on_text)
 
-    def _snapshot(self) -> None:
-        """Keep the context's KV (exactly ``_kv_tokens``, a prompt) in the prompt cache."""
-        import ctypes
-
-        import llama_cpp
-
-        ctx = self._llm._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        if size <= 0 or size > self._prompt_cache.max_bytes:
-            return
-        buf = (ctypes.c_ubyte * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        if written > 0:
-            self._prompt_cache.put(self._kv_tokens, buf, written)
-
-    def _restore(self, snap: Snapshot) -> bool:
-        """Replace the context's KV with ``snap``'s; False (and an empty context) if llama.cpp refuses it."""
-        import llama_cpp
-
-        self._llm._ctx.kv_cache_clear()
-        self._kv_tokens = []
-        if llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, snap.data, snap.nbytes, 0) != snap.nbytes:
-            self._llm._ctx.kv_cache_clear()
-            return False
-        self._kv_tokens = list(snap.tokens)
-        return True
-
     def _generate_locked(self, prompt: list[int], state: SequenceState, cancel: CancelToken | None) -> Completion:
         # Prefix reuse: keep the KV of the longest common prefix -- the
         # context's own, or a snapshot's when that shares more; always
         # re-evaluate at least one token so fresh logits exist.
         live = common_prefix(self._kv_tokens, prompt)
         snap, shared = self._prompt_cache.best(prompt)
-        if snap is not None and shared > live and self._restore(snap):
-            self._prompt_cache.used(snap, min(shared, len(prompt) - 1))
-            live = shared
+        if snap is not None and shared > live:
+            restored = restore_sequence(self._llm._ctx.ctx, 0, snap)
+            self._kv_tokens = list(snap.tokens) if restored else []
+            if restored:
+                self._prompt_cache.used(snap, min(shared, len(prompt) - 1))
+                live = shared
         reuse = min(live, len(prompt) - 1, len(self._kv_tokens))
         t0 = time.perf_counter()
         try:
             logits = self._decode(prompt[reuse:], reuse)
-            if self._prompt_cache.wants(prompt):
-                self._snapshot()
+            save_sequence(self._prompt_cache, self._llm._ctx.ctx, 0, self._kv_tokens)
         except RuntimeError as exc:
             self._kv_tokens = []
             raise EngineError(f"llama.cpp decode failed: {exc}") from exc

@@ -15,7 +15,10 @@ llama.cpp can copy one sequence's KV out of a context and back
 0.5B model (24 layers x 2 KV heads x 64 x K+V in f16), a memcpy of a few
 MB against seconds of CPU prefill. This module is the bookkeeping only --
 which token prefixes are kept, which one serves a prompt best, what to
-evict -- so it is tested without a model; the engine does the copies.
+evict -- so it is tested without a model -- and the two copies, :func:`save_sequence`
+and :func:`restore_sequence`, which both engines use (the batched one per
+slot: a request admitted to a slot gets the best snapshot copied in when
+it shares more than any slot does).
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from lift_sys.generation.engines.batch import common_prefix
+
+
+def common_prefix(a: list[int] | tuple[int, ...], b: list[int] | tuple[int, ...]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 @dataclass(frozen=True)
@@ -99,3 +110,32 @@ class PromptCache:
     def stats(self) -> dict[str, int]:
         return {"entries": len(self._entries), "bytes": self.bytes, "max_bytes": self.max_bytes,
                 "hits": self.hits, "restored_tokens": self.restored_tokens}
+
+
+def save_sequence(cache: PromptCache, ctx: Any, seq_id: int, tokens: list[int]) -> None:
+    """Keep the KV of sequence ``seq_id`` of llama.cpp context ``ctx`` (exactly ``tokens``) in ``cache``."""
+    import ctypes
+
+    import llama_cpp
+
+    if not cache.wants(tokens):
+        return
+    size = llama_cpp.llama_state_seq_get_size(ctx, seq_id)
+    if size <= 0 or size > cache.max_bytes:
+        return
+    buf = (ctypes.c_ubyte * size)()
+    written = llama_cpp.llama_state_seq_get_data(ctx, buf, size, seq_id)
+    if written > 0:
+        cache.put(tokens, buf, written)
+
+
+def restore_sequence(ctx: Any, seq_id: int, snap: Snapshot) -> bool:
+    """Replace sequence ``seq_id``'s KV with ``snap``'s; False (the sequence left empty) if llama.cpp refuses it."""
+    import llama_cpp
+
+    memory = llama_cpp.llama_get_memory(ctx)
+    llama_cpp.llama_memory_seq_rm(memory, seq_id, -1, -1)
+    if llama_cpp.llama_state_seq_set_data(ctx, snap.data, snap.nbytes, seq_id) == snap.nbytes:
+        return True
+    llama_cpp.llama_memory_seq_rm(memory, seq_id, -1, -1)
+    return False

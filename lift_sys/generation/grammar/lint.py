@@ -77,6 +77,17 @@ cannot be interrupted, so past these it would hold a compile thread long
 after its time box."""
 
 
+XGRAMMAR_MAX_LENGTH_BOUND = 16
+"""Largest ``minLength``/``maxLength`` xgrammar compiles; a larger one is left to validation.
+
+Measured on 0.2.8 (the embedded model's 151k-token vocabulary, 2 cores), one
+string: maxLength 8 0.16 s, 16 0.46 s, 32 1.0 s, 64 2.5 s, 255 and beyond
+~7.3 s; minLength 4 0.17 s, 50+ ~2.5 s. MaskBench's ``maxLength: 32767``
+beside ``minLength: 50`` overran the 10 s compile box, and every overrun
+holds a compile thread until it ends (the bench of 500 schemas waited 40 min).
+The same length as a regex repetition costs nothing, but a pattern-constrained
+string cannot hold escapes in xgrammar, so that rewrite would not be exact."""
+
 _LOOKAROUND = re.compile(r"\(\?<?[=!]")
 
 _STRING_KW = ("minLength", "maxLength", "pattern", "format")
@@ -250,6 +261,14 @@ def lint_schema(schema: Any, backend: str) -> None:
                     f"{XGRAMMAR_MAX_OPTIONAL_PROPERTIES} per object and {XGRAMMAR_MAX_OPTIONAL_TOTAL} per schema "
                     "(make some required, or use llguidance)",
                 )
+        if backend == "xgrammar":
+            for keyword in ("minLength", "maxLength"):
+                bound = node.get(keyword)
+                if isinstance(bound, int) and bound > XGRAMMAR_MAX_LENGTH_BOUND:
+                    raise UnsupportedSchemaError(
+                        keyword, pointer, backend,
+                        f"xgrammar's compile time grows with a string length bound ({bound} > "
+                        f"{XGRAMMAR_MAX_LENGTH_BOUND}: 32 takes 1 s, 255 7 s); use llguidance")
         if backend == "xgrammar" and isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1:
             # measured on 0.2.8: {"allOf": [{"type": "integer"}, {"minimum": 3}]} admits any JSON value
             raise UnsupportedSchemaError("allOf", pointer, backend, "xgrammar drops an allOf of more than one subschema")

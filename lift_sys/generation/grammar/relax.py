@@ -37,7 +37,7 @@ from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_to
 from lift_sys.generation.grammar import formats
 from lift_sys.generation.grammar.type_split import splits_by_type
 from lift_sys.generation.grammar.xgrammar_regex import xgrammar_pattern_gap
-from lift_sys.generation.grammar.lint import (_EXTRA, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
+from lift_sys.generation.grammar.lint import (XGRAMMAR_MAX_LENGTH_BOUND, _EXTRA, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
                                              _STRING_KW, _escape, applicator_siblings)
 
 # Keywords whose removal only loosens the grammar (never a reference, never a bound the grammar enforces).
@@ -322,6 +322,11 @@ class _Relaxer:
                                                                   if merged else "; checked by validation"))
 
     def xgrammar_untyped(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        for keyword in ("minLength", "maxLength"):
+            bound = node.get(keyword)
+            if isinstance(bound, int) and bound > XGRAMMAR_MAX_LENGTH_BOUND:
+                self.remove(node, path, keyword, "xgrammar's compile time grows with a string length bound; "
+                            "checked by validation")
         if "type" not in node and not splits_by_type(node, top=path == ()):  # a split one has its types
             for keyword in _STRING_KW + _NUMBER_KW + ("minItems", "maxItems"):
                 self.remove(node, path, keyword, "xgrammar ignores it without a 'type'; checked by validation")

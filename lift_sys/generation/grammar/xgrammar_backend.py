@@ -22,7 +22,7 @@ from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
 from lift_sys.generation.grammar.formats import restore_formats
 from lift_sys.generation.grammar.lint import lint_schema
-from lift_sys.generation.grammar.type_split import retarget, split_by_type, splits_by_type
+from lift_sys.generation.grammar.type_split import TYPE_KEYWORDS, retarget, split_by_type, splits_by_type
 from lift_sys.generation.grammar.xgrammar_regex import search_as_match
 
 
@@ -35,6 +35,10 @@ _ANY_DEF = {"anyOf": [
 _VALUE_KEYS = ("items", "additionalItems", "additionalProperties", "unevaluatedItems", "unevaluatedProperties")
 _LIST_KEYS = ("prefixItems", "anyOf", "oneOf", "allOf")
 _MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+# Keywords that constrain a value; a subschema with none of them accepts any value.
+_CONSTRAINING = frozenset({"type", "enum", "const", "$ref", "$dynamicRef", "$recursiveRef", "anyOf", "oneOf", "allOf",
+                           "not", "if", "then", "else", *TYPE_KEYWORDS["object"], *TYPE_KEYWORDS["array"],
+                           *TYPE_KEYWORDS["string"], *TYPE_KEYWORDS["number"]})
 
 
 def spell_out_any(schema: Any) -> Any:
@@ -86,8 +90,13 @@ class _Speller:
 
     def spell(self, node: Any, old: Path, new: Path, top: bool = False) -> Any:
         """``node`` (at ``old`` in the caller's schema, ``new`` in the result) spelled out."""
-        if node is True or node == {}:
-            return dict(_ANY_DEF) if top else _ANY_REF
+        if node is True or (isinstance(node, dict) and not any(k in _CONSTRAINING for k in node)):
+            # {} or only annotations/unknown keywords: any value. xgrammar's own any-value for an object
+            # of unknown keywords took 20 s to compile with a byte vocabulary (MaskBench Github_easy---o58636)
+            spelled = dict(_ANY_DEF) if top else _ANY_REF
+            if top and isinstance(node, dict):
+                spelled = {**node, **spelled}  # the root keeps its $defs
+            return spelled
         if not isinstance(node, dict):
             return node
         if splits_by_type(node, top):

@@ -19,6 +19,8 @@ Measured on xgrammar 0.2.8 (``{"type": "string", "pattern": P}``, byte vocabular
 
 from __future__ import annotations
 
+from typing import Iterator
+
 ANY = r"[\s\S]*"
 _WIDE_ESCAPES = set("sSwWdDpPxuc0")  # classes or code points that can reach '"', '\', or a control character
 _CONTROL_ESCAPES = set("nrtfvb")
@@ -34,9 +36,9 @@ def _class_start(pattern: str, i: int) -> int:
     return i
 
 
-def _branches(pattern: str) -> list[str] | None:
-    """The top-level alternatives of ``pattern`` (None if its brackets do not balance)."""
-    out, start, depth, i, in_class = [], 0, 0, 0, False
+def _syntax(pattern: str) -> Iterator[tuple[int, str]]:
+    """(index, character) of every character outside escapes and classes, then a NUL if a class is left open."""
+    i, in_class = 0, False
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
@@ -45,42 +47,34 @@ def _branches(pattern: str) -> list[str] | None:
         if in_class:
             in_class = c != "]"
         elif c == "[":
-            i = _class_start(pattern, i)
-            in_class = True
+            i, in_class = _class_start(pattern, i), True
             continue
-        elif c == "(":
+        else:
+            yield i, c
+        i += 1
+    if in_class:
+        yield len(pattern), "\0"
+
+
+def _branches(pattern: str) -> list[str] | None:
+    """The top-level alternatives of ``pattern`` (None if its brackets do not balance)."""
+    out, start, depth = [], 0, 0
+    for i, c in _syntax(pattern):
+        if c == "(":
             depth += 1
-        elif c == ")":
+        elif c == ")" or c == "\0":
             depth -= 1
             if depth < 0:
                 return None
         elif c == "|" and depth == 0:
             out.append(pattern[start:i])
             start = i + 1
-        i += 1
-    if depth or in_class:
-        return None
-    return [*out, pattern[start:]]
+    return None if depth else [*out, pattern[start:]]
 
 
 def _anchors_inside(core: str) -> bool:
     """An unescaped ``^`` or ``$`` outside a character class."""
-    i, in_class = 0, False
-    while i < len(core):
-        c = core[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            i = _class_start(core, i)
-            in_class = True
-            continue
-        elif c in "^$":
-            return True
-        i += 1
-    return False
+    return any(c in "^$" for _, c in _syntax(core))
 
 
 def _ends_with_anchor(branch: str) -> bool:

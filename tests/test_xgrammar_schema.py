@@ -91,3 +91,23 @@ def test_the_approximate_format_marker_is_ours_alone():
               "const": {APPROXIMATE_FORMAT: 1}}
     assert restore_formats(schema) == {"properties": {APPROXIMATE_FORMAT: {"type": "string", "format": "date"}},
                                        "const": {APPROXIMATE_FORMAT: 1}}
+
+
+@requires_xgrammar
+def test_a_long_string_bound_is_left_to_validation_not_compiled():
+    """maxLength 255 cost xgrammar ~7 s to compile (32767 beside minLength 50 overran the 10 s box)."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 255}},
+              "required": ["name"], "additionalProperties": False}
+    with pytest.raises(UnsupportedSchemaError) as refused:
+        _accepts(schema)
+    assert refused.value.keyword == "maxLength" and refused.value.pointer == "/properties/name"
+    compiled = CACHE.get(GrammarSpec.json_schema(schema), "xgrammar", VOCAB, relax=True)
+    assert compiled.validation_needed and [r.keyword for r in compiled.relaxed if not r.exact] == ["maxLength"]
+    assert not run_instance(compiled, '{"name":""}', VOCAB).accepted  # the small bound stays in the grammar
+    assert _accepts({"type": "string", "maxLength": 16})("x" * 16) and not _accepts({"type": "string", "maxLength": 16})("x" * 17)
+
+
+@requires_xgrammar
+def test_a_subschema_of_unknown_keywords_accepts_any_value():
+    accepts = _accepts({"type": "array", "items": {"bar": "string"}})
+    assert accepts([1, "a", {"b": [None]}]) and not accepts({"a": 1})

@@ -16,8 +16,8 @@ its own way -- measured on the JSON-Schema-Test-Suite at grammar level:
 Written as ``{"anyOf": [{"type": "object", <its keywords>}, ..., {"type":
 [<every other type>]}]}`` the subschema says the same thing in a form
 xgrammar reads right. Only subschemas whose every other keyword is an
-annotation are split (an ``enum``, ``$ref`` or applicator beside them has
-its own rules in the lint); annotations stay where they were, and
+annotation or unknown keyword are split (an ``enum``, ``$ref`` or applicator
+beside them has its own rules in the lint); those stay where they were, and
 ``$ref``\\ s into a moved keyword are re-pointed (:func:`retarget`).
 """
 
@@ -39,12 +39,12 @@ TYPE_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 _TYPE_OF = {k: t for t, keys in TYPE_KEYWORDS.items() for k in keys}
 _ALL_TYPES = ("object", "array", "string", "number", "boolean", "null")
-# Keywords that constrain nothing and may stay beside the branches. Not $id/$anchor below the root: they
-# would change what a reference inside the moved keywords resolves against.
-_KEEP_BESIDE = frozenset({
-    "$schema", "$comment", "$defs", "definitions", "$vocabulary", "title", "description", "default", "examples",
-    "deprecated", "readOnly", "writeOnly", "contentMediaType", "contentEncoding", "contentSchema",
-})
+# Keywords that constrain every type: their own rules apply (the lint's), so such a subschema is not split.
+# Anything else -- annotations, $defs, unknown keywords (annotations to 2020-12) -- stays beside the branches,
+# where a $ref into it still finds it. Not $id/$anchor below the root: they would change what a reference
+# inside the moved keywords resolves against.
+_GENERIC = frozenset({"type", "enum", "const", "$ref", "$dynamicRef", "$recursiveRef", "anyOf", "oneOf", "allOf",
+                      "not", "if", "then", "else"})
 _ROOT_ONLY = frozenset({"$id", "$anchor", "$dynamicAnchor"})
 
 
@@ -56,7 +56,7 @@ def splits_by_type(node: Any, top: bool = False) -> bool:
     for key in node:
         if key in _TYPE_OF:
             typed = True
-        elif key not in _KEEP_BESIDE and not (top and key in _ROOT_ONLY):
+        elif key in _GENERIC or (key in _ROOT_ONLY and not top):
             return False
     return typed
 

@@ -93,10 +93,8 @@ class _Speller:
         if node is True or (isinstance(node, dict) and not any(k in _CONSTRAINING for k in node)):
             # {} or only annotations/unknown keywords: any value. xgrammar's own any-value for an object
             # of unknown keywords took 20 s to compile with a byte vocabulary (MaskBench Github_easy---o58636)
-            spelled = dict(_ANY_DEF) if top else _ANY_REF
-            if top and isinstance(node, dict):
-                spelled = {**node, **spelled}  # the root keeps its $defs
-            return spelled
+            # (at the root, its definitions go too: nothing that constrains can reach them)
+            return dict(_ANY_DEF) if top else _ANY_REF
         if not isinstance(node, dict):
             return node
         if splits_by_type(node, top):

@@ -41,6 +41,7 @@ from lift_sys.generation.engines.base import (
 )
 from lift_sys.generation.options import GenerateOptions
 from lift_sys.generation.grammar import DEFAULT_BACKEND, GrammarCache, GrammarSpec, get_backend
+from lift_sys.generation.grammar.lint import TRUSTED_SCHEMAS
 from lift_sys.generation.grammar.schema_guard import sanitize_schema
 from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
@@ -143,6 +144,7 @@ _IR_GRAMMAR = GrammarSpec.json_schema(ir_generation_schema())
 _CODE_GRAMMAR = GrammarSpec.json_schema(CODE_SCHEMA)
 _CODE_BLOCK_GRAMMAR = GrammarSpec("regex", CODE_BLOCK_REGEX)
 _BUILTIN_KEYS = frozenset({_IR_GRAMMAR.key, _CODE_GRAMMAR.key, _CODE_BLOCK_GRAMMAR.key})
+TRUSTED_SCHEMAS.update(_BUILTIN_KEYS)  # the lint may accept a narrower grammar for our own schemas
 _BUILTINS = (_IR_GRAMMAR, _CODE_GRAMMAR, _CODE_BLOCK_GRAMMAR)
 
 # An IR needs a few hundred tokens; a truncation at a budget this large is a ramble worth resampling,

@@ -105,7 +105,7 @@ _NUMBER_KW = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "mul
 _COUNT_KW = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 
 
-def _xgrammar_drops(node: dict[str, Any], top: bool = False) -> tuple[str, str] | None:
+def _xgrammar_drops(node: dict[str, Any], top: bool = False, trusted: bool = False) -> tuple[str, str] | None:
     """(keyword, reason) xgrammar 0.2.8 would silently ignore in ``node``, or None.
 
     Found by the JSON-Schema-Test-Suite at grammar level (invalid instances
@@ -138,7 +138,7 @@ def _xgrammar_drops(node: dict[str, Any], top: bool = False) -> tuple[str, str] 
         if beside:
             return applicator, f"xgrammar reads only the {applicator} when other keywords stand beside it ({beside[0]!r})"
     if isinstance(node.get("pattern"), str) and not _LOOKAROUND.search(node["pattern"]):
-        gap = xgrammar_pattern_gap(node["pattern"])
+        gap = xgrammar_pattern_gap(node["pattern"], escapes=not trusted)
         if gap:
             return "pattern", gap
     props = node.get("properties")
@@ -218,7 +218,13 @@ def iter_schemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str
                         pending.append((target, resolved))
 
 
-def lint_schema(schema: Any, backend: str) -> None:
+TRUSTED_SCHEMAS: set[str] = set()
+"""Spec keys of our own schemas (the IR's, the code's): registered by the service. For them a grammar
+*narrower* than the schema is accepted (xgrammar cannot write an escape inside a pattern-constrained
+string); a looser one never is."""
+
+
+def lint_schema(schema: Any, backend: str, *, trusted: bool = False) -> None:
     """Raise :class:`UnsupportedSchemaError` for the first keyword ``backend`` would not enforce.
 
     First the backend-independent :func:`~lift_sys.generation.grammar.schema_guard.check_schema`
@@ -242,7 +248,7 @@ def lint_schema(schema: Any, backend: str) -> None:
             if isinstance(node.get(keyword), float):
                 raise UnsupportedSchemaError(keyword, pointer, backend, "write the count as an integer (2, not 2.0)")
         if backend == "xgrammar":
-            dropped = _xgrammar_drops(node, top=pointer == "")
+            dropped = _xgrammar_drops(node, top=pointer == "", trusted=trusted)
             if dropped:
                 raise UnsupportedSchemaError(dropped[0], pointer, backend, dropped[1])
         if "format" in node:

@@ -17,7 +17,7 @@ import numpy as np
 from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
 from lift_sys.generation.grammar.formats import backend_json, restore_formats
-from lift_sys.generation.grammar.lint import lint_schema
+from lift_sys.generation.grammar.lint import TRUSTED_SCHEMAS, lint_schema
 
 # Compact JSON: no whitespace between tokens. Unbounded whitespace lets a
 # small model "think" in spaces until max_tokens; none is the safe default.
@@ -150,7 +150,7 @@ class LLGuidanceBackend:
 
     def lint(self, spec: GrammarSpec) -> None:
         if spec.kind == "json_schema":
-            lint_schema(spec.source, self.name)
+            lint_schema(spec.source, self.name, trusted=spec.key in TRUSTED_SCHEMAS)
 
     def wire_schema(self, schema: Any) -> Any:
         return restore_formats(schema)

@@ -156,12 +156,17 @@ def may_need_escape(pattern: str) -> bool:
     return False
 
 
-def xgrammar_pattern_gap(pattern: str) -> str | None:
-    """Why xgrammar would not enforce ``pattern`` exactly (None: it does, once :func:`search_as_match` wrote it)."""
+def xgrammar_pattern_gap(pattern: str, *, escapes: bool = True) -> str | None:
+    """Why xgrammar would not enforce ``pattern`` exactly (None: it does, once :func:`search_as_match` wrote it).
+
+    ``escapes=False`` for our own schemas: a grammar that cannot write an
+    escape there is narrower than the schema, never looser, and the IR's
+    predicate pattern (``^[^\\n]*[^,\\n ]$``) is fine without double quotes.
+    """
     match = search_as_match(pattern)
     if match is None:
         return "xgrammar reads '^' and '$' only at the ends of a pattern"
-    if may_need_escape(match):
+    if escapes and may_need_escape(match):
         return ("xgrammar writes no escape inside a pattern-constrained string, and this pattern admits a quote, "
                 "backslash or control character" + ("" if match.startswith("(?:") and not match.endswith(ANY)
                                                      else " (it is not anchored with ^...$)"))

@@ -42,6 +42,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from lift_sys.generation.grammar.schema_guard import _DATA, _MAPS, APPROXIMATE_FORMAT
+
+__all__ = ["APPROXIMATE_FORMAT", "EXACT", "KNOWN", "SUPERSET", "VALIDATED", "refusal", "restore_formats"]
+
 EXACT: dict[str, frozenset[str]] = {
     "llguidance": frozenset({"duration", "ipv4", "uuid"}),
     "xgrammar": frozenset({"duration", "ipv4", "uuid", "json-pointer", "relative-json-pointer"}),
@@ -61,31 +65,19 @@ VALIDATED = frozenset({
 })
 """Formats the output validator (jsonschema-rs, formats asserted) checks; any other is an annotation."""
 
-APPROXIMATE_FORMAT = "x-lift-format"
-"""Where enforced mode keeps a *superset* format: an annotation to the lint, ``format`` to the backend."""
 
 
 def refusal(fmt: Any, backend: str) -> str | None:
     """Why exact mode refuses ``format: fmt`` on ``backend`` (None: the grammar is the format)."""
-    if isinstance(fmt, str) and fmt in EXACT.get(backend, ()):
+    if not isinstance(fmt, str):
+        return f"format {fmt!r} is not enforced"
+    if fmt in EXACT.get(backend, ()):
         return None
-    if isinstance(fmt, str) and fmt in SUPERSET.get(backend, ()):
+    if fmt in SUPERSET.get(backend, ()):
         return f"the {backend} grammar for format {fmt!r} also admits some invalid values; enforced mode validates it"
-    if isinstance(fmt, str) and fmt in KNOWN.get(backend, ()):
+    if fmt in KNOWN.get(backend, ()):
         return f"the {backend} grammar for format {fmt!r} rejects some valid values; enforced mode validates it"
     return f"format {fmt!r} is not enforced"
-
-
-_DATA = frozenset({"const", "enum", "default", "examples"})  # values, not schemas: never rewritten
-_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})  # name -> schema
-
-
-def backend_json(schema: Any) -> str:
-    """The JSON text a backend compiles for ``schema`` (:func:`restore_formats` only when a marker is in it)."""
-    import json
-
-    text = json.dumps(schema)
-    return json.dumps(restore_formats(schema)) if APPROXIMATE_FORMAT in text else text
 
 
 def restore_formats(schema: Any) -> Any:

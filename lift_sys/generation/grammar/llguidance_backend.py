@@ -16,7 +16,7 @@ import numpy as np
 
 from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
-from lift_sys.generation.grammar.formats import backend_json, restore_formats
+from lift_sys.generation.grammar.formats import restore_formats
 from lift_sys.generation.grammar.lint import TRUSTED_SCHEMAS, lint_schema
 
 # Compact JSON: no whitespace between tokens. Unbounded whitespace lets a
@@ -109,7 +109,6 @@ class LLGuidanceMatcher:
         self._masked = False
         return ok
 
-
     def _check_lexer(self, after_mask: bool) -> None:
         if self._lexer is not None and self._m.is_error() and (
                 after_mask or _LEXER_FULL in (self._m.get_error() or "")):
@@ -159,7 +158,7 @@ class LLGuidanceBackend:
         from llguidance import LLMatcher
 
         if spec.kind == "json_schema":
-            return LLMatcher.grammar_from_json_schema(backend_json(spec.source), overrides=COMPACT)
+            return LLMatcher.grammar_from_json_schema(json.dumps(self.wire_schema(spec.source)), overrides=COMPACT)
         if spec.kind == "regex":
             return LLMatcher.grammar_from_regex(spec.source)
         return LLMatcher.grammar_from_lark(spec.source)

@@ -45,7 +45,6 @@ from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 from urllib.parse import unquote
 
-from lift_sys.generation.grammar.formats import APPROXIMATE_FORMAT
 from lift_sys.errors import InvalidRequest, SchemaRefused
 
 # Dialects a caller may name in "$schema" (with or without the empty fragment,
@@ -77,6 +76,10 @@ _MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "d
 # Keywords that apply their subschemas to the same instance: no input is consumed between them.
 _INPLACE_LIST = ("allOf", "anyOf", "oneOf")
 _INPLACE_ONE = ("not", "if", "then", "else")
+
+APPROXIMATE_FORMAT = "x-lift-format"
+"""Where enforced mode keeps a format its grammar only approximates (:mod:`.formats`): an annotation to the
+guard and the lint, ``format`` to the backend. A caller's copy is dropped here, as the annotation it is."""
 
 MAX_INPLACE_EXPANSION = 10_000
 """Most subschemas one subschema may expand to through $ref/allOf/anyOf/oneOf/not/if/then/else.

@@ -38,8 +38,8 @@ def main(model_path: str, backends: list[str]) -> dict:
     for backend in backends:  # one process, one model load and one shared-prefix prefill for all backends
         constraint = service.constraint_for(GrammarSpec.json_schema(ir_generation_schema()), backend)
 
-        def ir(request: str):  # the first 160 tokens of a greedy IR (engine level: a cut IR is not an error)
-            return engine.generate(ir_messages(request), GenerateOptions(max_tokens=160), constraint)
+        def ir(request: str):  # the first 112 tokens of a greedy IR (engine level: a cut IR is not an error)
+            return engine.generate(ir_messages(request), GenerateOptions(max_tokens=112), constraint)
 
         alone = ir(TARGET)
         before = engine.batch_stats()

@@ -7,6 +7,7 @@ of the mask plumbing (engine <-> backend <-> vocabulary) on real llama.cpp.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,68 @@ _TOKENIZER_KEYS_STR = ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.
 _TOKENIZER_KEYS_U32 = ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.padding_token_id")
 
 
+# GGUF metadata value types -> struct format (8 = string, 9 = array, handled apart).
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def read_gguf_metadata(path: Path, wanted: set[str]) -> dict:
+    """The `wanted` metadata keys of a GGUF file, parsed straight from its header.
+
+    Why not ``gguf.GGUFReader``: it builds a numpy view per array item, and
+    the real model's vocabulary (151,646 tokens and 151,387 merges) took it
+    ~30 s here, most of the tiny-model tests' set-up; this walk takes ~1 s.
+    """
+    with open(path, "rb") as f:
+        head = f.read(24)
+        if head[:4] != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        n_kv = struct.unpack_from("<Q", head, 16)[0]
+        # The metadata is at most a few MB; read generously, then grow if a key runs past the end.
+        buf = head + f.read(64 << 20)
+    pos = 24
+
+    def take(fmt: str):
+        nonlocal pos
+        value = struct.unpack_from("<" + fmt, buf, pos)[0]
+        pos += struct.calcsize(fmt)
+        return value
+
+    def string() -> str:
+        nonlocal pos
+        n = take("Q")
+        pos += n
+        return buf[pos - n:pos].decode("utf-8", "surrogateescape")
+
+    def value(kind: int):
+        nonlocal pos
+        if kind == 8:
+            return string()
+        if kind == 9:
+            item, count = take("I"), take("Q")
+            if item in _SCALARS:
+                fmt = _SCALARS[item]
+                size = struct.calcsize(fmt)
+                items = list(struct.unpack_from(f"<{count}{fmt}", buf, pos))
+                pos += size * count
+                return items
+            return [value(item) for _ in range(count)]
+        return take(_SCALARS[kind])
+
+    out = {}
+    for _ in range(n_kv):
+        key = string()
+        out_value = value(take("I"))
+        if key in wanted:
+            out[key] = out_value
+    return out
+
+
 def make_tiny_qwen2(dest: Path, tokenizer_gguf: Path, *, seed: int = 0) -> Path:
     import gguf
 
-    reader = gguf.GGUFReader(str(tokenizer_gguf))
-
-    def field(name):
-        f = reader.get_field(name)
-        return None if f is None else f.contents()
-
+    meta = read_gguf_metadata(tokenizer_gguf, {"tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+                                               "tokenizer.ggml.merges", *_TOKENIZER_KEYS_STR, *_TOKENIZER_KEYS_U32})
+    field = meta.get
     tokens = field("tokenizer.ggml.tokens")
     types = field("tokenizer.ggml.token_type")
     merges = field("tokenizer.ggml.merges")
@@ -32,7 +86,6 @@ def make_tiny_qwen2(dest: Path, tokenizer_gguf: Path, *, seed: int = 0) -> Path:
     head = n_embd // n_head
 
     w = gguf.GGUFWriter(str(dest), "qwen2")
-    w.add_architecture()
     w.add_string("general.name", "tiny-random-qwen2")
     w.add_uint32("qwen2.context_length", 1024)
     w.add_uint32("qwen2.embedding_length", n_embd)

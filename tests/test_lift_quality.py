@@ -175,6 +175,23 @@ def test_a_malformed_predicate_stops_its_sample_while_decoding_before_the_exampl
     assert any("a tuple" in c.message and "dropped" in c.message for c in result.checks)
 
 
+def test_a_stopped_sample_is_continued_from_its_bad_predicate_where_the_engine_can():
+    """Intent, signature and the good assertions are kept; only the bad predicate's value is sampled again."""
+    bad, good = _ir_text("0 <= result, result <= len(text)"), _ir_text("0 <= result <= len(text)")
+    cut = bad.index('"predicate":"0 <= result,') + len('"predicate":"')
+    engine = FakeEngine([bad, good], can_continue=True)
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
+    assert result.samples == 2 and result.ir.assertions[1].predicate == "0 <= result <= len(text)"
+    [continuation] = engine.continuations
+    assert continuation.chars == cut and continuation.completion.text == bad[:len(continuation.completion.text)]
+    assert f"continued from character {cut}" in result.resampled[0] and "a tuple" in result.resampled[0]
+    assert engine.calls[1][1].temperature > 0  # the value is sampled, not the greedy choice again
+    # A remote-kind engine cannot continue: the next sample starts afresh.
+    engine = FakeEngine([bad, good])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
+    assert result.samples == 2 and engine.continuations == [] and "continued" not in result.resampled[0]
+
+
 @pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
 def test_the_generation_grammar_cannot_end_a_predicate_with_a_comma(backend):
     """Caught *while* decoding: the grammar itself has no trailing comma (a tuple) and no line break."""

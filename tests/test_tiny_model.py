@@ -7,7 +7,9 @@ import json
 import jsonschema
 import pytest
 
-from lift_sys.generation.engines.base import GenerateOptions
+from lift_sys.errors import EngineError
+from lift_sys.generation.engines.base import Continuation, GenerateOptions
+from lift_sys.generation.grammar import GrammarSpec
 from lift_sys.generation.engines.llamacpp import LlamaCppEngine
 from lift_sys.generation.registry import ensure_model, get_model
 from lift_sys.service.core import GenerateOptions, InferenceService
@@ -136,6 +138,46 @@ def test_prompts_taking_turns_keep_their_prefix_and_their_output(tiny_engine):
     off.generate(b, opts)
     assert off.generate(a, opts).cached_prompt_tokens < 5  # only the chat template's first tokens
     assert off.info()["prompt_cache"]["entries"] == 0
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
+@pytest.mark.parametrize("slots", [1, 2])
+def test_a_continuation_replays_the_kept_tokens_and_decodes_on_from_their_kv(tiny_engine, slots, backend):
+    """Greedy, continued from half of its own text, a completion goes on exactly as it went.
+
+    The kept tokens are the completion's own ids (replayed through a fresh
+    matcher) and their KV is reused, not evaluated again: the batched
+    engine decodes fewer tokens than the continuation has to finish.
+    """
+    engine = tiny_engine if slots == 1 else LlamaCppEngine(tiny_engine.model_path, model_name="tiny-random",
+                                                           n_ctx=512, slots=slots)
+    try:
+        constraint = InferenceService(engine).constraint_for(GrammarSpec.json_schema(SCHEMA), backend)
+        messages = [{"role": "user", "content": "json please"}]
+        opts = GenerateOptions(max_tokens=200)
+        full = engine.generate(messages, opts, constraint)
+        assert full.finish_reason == "stop" and len(full.token_ids) > 8
+        continuation = Continuation(full, len(full.text) // 2)
+        kept = engine.kept_tokens(continuation)
+        assert 0 < len(kept) < len(full.token_ids) and kept == full.token_ids[:len(kept)]
+        decoded = engine.batch_stats().tokens_decoded
+        again = engine.generate(messages, opts, constraint, continue_from=continuation)
+        assert again.text == full.text and again.token_ids == full.token_ids
+        assert again.prompt_tokens == full.prompt_tokens and again.completion_tokens == full.completion_tokens
+        jsonschema.validate(json.loads(again.text), SCHEMA)
+        if slots > 1:
+            assert engine.batch_stats().tokens_decoded - decoded <= len(full.token_ids) - len(kept) + 1
+    finally:
+        if slots > 1:
+            engine.close()
+
+
+def test_a_continuation_that_does_not_fit_the_constraint_is_refused(tiny_engine):
+    free = tiny_engine.generate([{"role": "user", "content": "json please"}], GenerateOptions(max_tokens=24))
+    constraint = InferenceService(tiny_engine).constraint_for(GrammarSpec.json_schema(SCHEMA), "llguidance")
+    with pytest.raises(EngineError, match="does not fit the grammar"):
+        tiny_engine.generate([{"role": "user", "content": "json please"}], GenerateOptions(max_tokens=24), constraint,
+                             continue_from=Continuation(free, len(free.text)))
 
 
 def test_requests_arriving_together_at_a_fresh_engine_build_the_vocabulary_once(tiny_engine):

@@ -8,6 +8,11 @@ check ran after the whole IR was written; the examples, the longest part,
 come *after* the assertions. Stopping the sample as soon as a bad
 predicate's closing quote is decoded saves the rest of it.
 
+The watch also says where the bad predicate's value begins
+(``good_until``): the service continues the same sample from there
+(:class:`~lift_sys.generation.engines.base.Continuation`) rather than
+decoding the intent, signature and earlier assertions again.
+
 Reads the compact JSON the IR grammar writes (field order fixed by the
 generation schema: ``signature`` with ``name`` then ``parameters`` before
 ``assertions``, each assertion ``{"kind":…,"predicate":…}``). A quote
@@ -35,6 +40,7 @@ class PredicateWatch:
         self._checked = 0  # predicates already judged
         self._names: list[str] | None = None  # function name, then parameters: fixed once assertions begin
         self.problem: str | None = None
+        self.good_until: int | None = None  # with a problem: the text before the bad predicate's value is fine
 
     def feed(self, piece: str) -> bool:
         self._text.append(piece)
@@ -52,11 +58,13 @@ class PredicateWatch:
         if not self._names:
             return None
         fname, params = self._names[0], self._names[1:]
-        found = _PREDICATE.findall(text, start)
-        for kind, literal in found[self._checked:]:
+        found = list(_PREDICATE.finditer(text, start))
+        for match in found[self._checked:]:
             self._checked += 1
+            kind, literal = match.group(1), match.group(2)
             predicate = json.loads(literal)
             why = predicate_problem(predicate, params, fname, kind)
             if why is not None:
+                self.good_until = match.start(2) + 1  # through the value's opening quote: only the value is bad
                 return f"{predicate!r}: {why}"
         return None

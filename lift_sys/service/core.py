@@ -35,6 +35,7 @@ from lift_sys.generation.engines.base import (
     CancelToken,
     ChatMessage,
     Completion,
+    Continuation,
     Constraint,
     Engine,
     OnText,
@@ -211,6 +212,7 @@ class TextWatch(Protocol):
     """A check on the text decoded so far (:class:`~lift_sys.ir.watch.PredicateWatch`)."""
 
     problem: str | None
+    good_until: int | None  # with a problem: how many characters before it are still good (None: none known)
 
     def feed(self, piece: str) -> bool:
         """Take the next piece; True once the text is known to be unusable (``problem`` says why)."""
@@ -219,11 +221,20 @@ class TextWatch(Protocol):
 class StoppedByCheck(Exception):
     """Decoding was stopped by a ``stop_when`` check; the caller resamples (never reaches a front)."""
 
-    def __init__(self, reason: str, partial_text: str, completion_tokens: int) -> None:
+    def __init__(self, reason: str, partial_text: str, completion_tokens: int, *,
+                 completion: Completion | None = None, good_until: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.partial_text = partial_text
         self.completion_tokens = completion_tokens
+        self.completion = completion
+        self.good_until = good_until
+
+    def continuation(self) -> Continuation | None:
+        """Where the next sample can pick up: the stopped completion up to the last good character."""
+        if self.completion is None or not self.good_until:
+            return None
+        return Continuation(self.completion, self.good_until)
 
 
 class _LinkedCancel(CancelToken):
@@ -358,6 +369,7 @@ class InferenceService:
         cancel: CancelToken | None = None,
         stop_runaway: bool = False,
         stop_when: "TextWatch | None" = None,
+        continue_from: Continuation | None = None,
     ) -> GenerationResult:
         """Generate under ``grammar`` (a GrammarSpec, or a JSON Schema dict; None = unconstrained).
 
@@ -366,7 +378,9 @@ class InferenceService:
         ``stop_runaway``: stop as soon as the output loops (RunawayOutput, a
         TruncatedOutput) instead of running on to max_tokens. ``stop_when``:
         a check on the text so far; when it fires, decoding stops and
-        :class:`StoppedByCheck` carries its reason.
+        :class:`StoppedByCheck` carries its reason and, where the check
+        knows it, the continuation to pick up from. ``continue_from``: only
+        when ``self.engine.can_continue``.
         """
         if isinstance(messages, str):
             if not messages.strip():
@@ -399,7 +413,8 @@ class InferenceService:
                 try:
                     result = self._generate_once(messages, spec, constraint, opts, compile_ms, caller_schema,
                                                  on_text=None if validated else on_text, cancel=cancel,
-                                                 stop_runaway=stop_runaway, stop_when=stop_when)
+                                                 stop_runaway=stop_runaway, stop_when=stop_when,
+                                                 continue_from=continue_from if attempt == 0 else None)
                 except SchemaNotEnforced as exc:
                     if not validated:
                         raise
@@ -430,7 +445,8 @@ class InferenceService:
     def _generate_once(self, messages: list[ChatMessage], spec: GrammarSpec | None, constraint: Constraint | None,
                        options: GenerateOptions, compile_ms: float, caller_schema: bool, *,
                        on_text: OnText | None, cancel: CancelToken | None, stop_runaway: bool,
-                       stop_when: "TextWatch | None" = None) -> GenerationResult:
+                       stop_when: "TextWatch | None" = None,
+                       continue_from: Continuation | None = None) -> GenerationResult:
         """One sample of :meth:`generate`: decode, then truncation and validation against ``spec`` (the full schema)."""
         watch, hook, token = None, on_text, cancel
         if stop_runaway or stop_when is not None:
@@ -445,7 +461,11 @@ class InferenceService:
                 if on_text is not None:
                     on_text(piece)
 
-        completion = self.engine.generate(messages, options, constraint, on_text=hook, cancel=token)
+        if continue_from is None:
+            completion = self.engine.generate(messages, options, constraint, on_text=hook, cancel=token)
+        else:
+            completion = self.engine.generate(messages, options, constraint, on_text=hook, cancel=token,
+                                              continue_from=continue_from)
         completion.timings.compile_ms = compile_ms
         result = GenerationResult(
             text=completion.text,
@@ -459,7 +479,8 @@ class InferenceService:
             if watch is not None and watch.fired and not (cancel is not None and cancel.cancelled):
                 raise RunawayOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
             if stop_when is not None and stop_when.problem and not (cancel is not None and cancel.cancelled):
-                raise StoppedByCheck(stop_when.problem, completion.text, completion.completion_tokens)
+                raise StoppedByCheck(stop_when.problem, completion.text, completion.completion_tokens,
+                                     completion=completion, good_until=getattr(stop_when, "good_until", None))
             raise Cancelled("the client went away; generation stopped")
         if spec is not None and completion.finish_reason == "length":
             raise TruncatedOutput(completion.text, options.max_tokens, completion.completion_tokens, result)
@@ -513,17 +534,24 @@ class InferenceService:
             raise InvalidRequest("samples must be >= 1")
         resampled: list[str] = []
         last_truncation: TruncatedOutput | None = None
+        resume: Continuation | None = None
         for i in range(samples):
             opts = resample_options(options, i)
             try:
                 # Not the last sample: stop it at the first malformed predicate (the last one is kept and its
-                # bad predicates dropped, so it runs to the end).
+                # bad predicates dropped, so it runs to the end). The next sample continues this one from the
+                # bad predicate's value where the engine can, instead of writing intent and signature again.
                 result = self.generate(ir_messages(request), _IR_GRAMMAR, opts, on_text=on_text, cancel=cancel,
-                                       stop_runaway=True, stop_when=PredicateWatch() if i + 1 < samples else None)
+                                       stop_runaway=True, stop_when=PredicateWatch() if i + 1 < samples else None,
+                                       continue_from=resume)
             except StoppedByCheck as exc:
-                resampled.append(f"malformed_predicate (stopped after {exc.completion_tokens} tokens): {exc.reason}")
+                resume = exc.continuation() if getattr(self.engine, "can_continue", False) else None
+                resampled.append(f"malformed_predicate (stopped after {exc.completion_tokens} tokens"
+                                 + (f", continued from character {resume.chars}" if resume else "")
+                                 + f"): {exc.reason}")
                 continue
             except TruncatedOutput as exc:
+                resume = None  # a loop or a cut: start afresh
                 if not isinstance(exc, RunawayOutput) and options.max_tokens < _RESAMPLE_TRUNCATION_AT:
                     raise
                 last_truncation = exc

@@ -20,8 +20,10 @@ import re
 import time
 from typing import Any, Callable, Iterable
 
+from lift_sys.errors import InvalidRequest
 from lift_sys.generation.engines.base import (
     CancelToken,
+    Continuation,
     ChatMessage,
     Completion,
     Constraint,
@@ -77,7 +79,11 @@ class FakeEngine:
     name = "fake"
 
     def __init__(self, script: Iterable[str] | Responder | None = None, *, model_name: str = "fake-model",
-                 context_length: int = 4096, delay_s: float = 0.0) -> None:
+                 context_length: int = 4096, delay_s: float = 0.0, can_continue: bool = False) -> None:
+        """``can_continue``: act like a local engine that resumes a completion (a scripted answer to a
+        continuation must start with the kept prefix, as the real one's does); off, it is remote-kind."""
+        self.can_continue = can_continue
+        self.continuations: list[Continuation] = []
         self.model_name = model_name
         self.context_length = context_length
         self.delay_s = delay_s
@@ -101,11 +107,20 @@ class FakeEngine:
         return "ok"
 
     def generate(self, messages: list[ChatMessage], params: GenerateOptions, constraint: Constraint | None = None, *,
-                 on_text: OnText | None = None, cancel: CancelToken | None = None) -> Completion:
+                 on_text: OnText | None = None, cancel: CancelToken | None = None,
+                 continue_from: Continuation | None = None) -> Completion:
+        if continue_from is not None and not self.can_continue:
+            raise InvalidRequest("the fake engine cannot continue an earlier completion (can_continue is False)")
         t0 = time.perf_counter()
         self.calls.append((messages, params, constraint))
         prompt_tokens = self.count_tokens(messages)
-        toks = pieces(self._answer(messages, params, constraint))
+        answer = self._answer(messages, params, constraint)
+        if continue_from is not None:
+            self.continuations.append(continue_from)
+            kept = continue_from.completion.text[: continue_from.chars]
+            if not answer.startswith(kept):
+                raise InvalidRequest(f"scripted continuation does not start with the kept prefix {kept[-40:]!r}")
+        toks = pieces(answer)
         finish = "stop"
         if len(toks) > params.max_tokens:
             toks, finish = toks[: params.max_tokens], "length"

@@ -48,6 +48,7 @@ import numpy as np
 from lift_sys.errors import EngineError, InvalidRequest, PromptTooLong
 from lift_sys.generation.engines.base import (
     CancelToken,
+    Continuation,
     ChatMessage,
     Completion,
     Constraint,
@@ -116,6 +117,7 @@ class LlamaCppEngine:
     """Engine over a GGUF file, run in-process by llama.cpp."""
 
     name = "llama.cpp"
+    can_continue = True  # see Continuation: the kept prefix replays through the matcher, its KV is reused
 
     def __init__(
         self,
@@ -402,6 +404,7 @@ class LlamaCppEngine:
         *,
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
+        continue_from: Continuation | None = None,
     ) -> Completion:
         if params.max_tokens < 1:
             raise InvalidRequest("max_tokens must be at least 1")
@@ -411,6 +414,7 @@ class LlamaCppEngine:
         prompt = self.tokenize_messages(messages)
         if len(prompt) >= self.context_length:
             raise PromptTooLong(len(prompt), self.context_length)
+        kept = self.kept_tokens(continue_from) if continue_from is not None else []
         state = SequenceState(
             params=params,
             constraint=constraint,
@@ -419,19 +423,50 @@ class LlamaCppEngine:
             vocab_tokens=self.vocabulary().tokens,
             stop_ids=frozenset(self._stop_ids),
             on_text=on_text,
+            replay=kept,
         )
         state.t_start = t_start
+        # The kept tokens are evaluated like prompt tokens (their KV is usually still live: prefix reuse).
+        tokens = prompt + kept
         if self._batch is not None:
-            completion = self._batch.run(prompt, state, cancel)
+            completion = self._batch.run(tokens, state, cancel)
             completion.model = self.model_name
-            return completion
+        else:
+            def job(relay: OnText | None) -> Completion:
+                state.on_text = relay
+                with self._lock:
+                    return self._generate_locked(tokens, state, cancel)
 
-        def job(relay: OnText | None) -> Completion:
-            state.on_text = relay
-            with self._lock:
-                return self._generate_locked(prompt, state, cancel)
+            completion = self._decoder.call(job, on_text)
+        if kept:
+            completion.prompt_tokens = len(prompt)
+            completion.cached_prompt_tokens = min(completion.cached_prompt_tokens, len(prompt))
+        return completion
 
-        return self._decoder.call(job, on_text)
+    def kept_tokens(self, continuation: Continuation) -> list[int]:
+        """The longest run of the completion's tokens whose text is within its first ``chars`` characters.
+
+        Token ids, not re-tokenized text: a constrained sample is often not
+        the canonical tokenization of its own text, and only the very ids it
+        chose match the KV still in the context and replay through the matcher.
+        """
+        vocab = self.vocabulary().tokens
+        limit = continuation.chars
+        text = continuation.completion.text
+        raw = b""
+        kept = 0
+        for i, tid in enumerate(continuation.completion.token_ids):
+            if not 0 <= tid < len(vocab):
+                break
+            raw += vocab[tid]
+            try:
+                piece = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # inside a multi-byte character: not a place to cut
+            if len(piece) > limit or not text.startswith(piece):
+                break
+            kept = i + 1
+        return list(continuation.completion.token_ids[:kept])
 
     def _generate_locked(self, prompt: list[int], state: SequenceState, cancel: CancelToken | None) -> Completion:
         # Prefix reuse: keep the KV of the longest common prefix -- the

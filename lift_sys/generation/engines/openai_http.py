@@ -27,6 +27,7 @@ import httpx
 from lift_sys.errors import EngineError, InvalidRequest, LiftError, PromptTooLong
 from lift_sys.generation.engines.base import (
     CancelToken,
+    Continuation,
     ChatMessage,
     Completion,
     Constraint,
@@ -65,6 +66,7 @@ class OpenAIHTTPEngine:
     """Engine over ``POST {base_url}/v1/chat/completions``."""
 
     name = "openai-http"
+    can_continue = False  # an OpenAI-compatible API has no way to resume a constrained answer mid-grammar
 
     def __init__(
         self,
@@ -198,7 +200,10 @@ class OpenAIHTTPEngine:
         *,
         on_text: OnText | None = None,
         cancel: CancelToken | None = None,
+        continue_from: Continuation | None = None,
     ) -> Completion:
+        if continue_from is not None:
+            raise InvalidRequest("a remote engine cannot continue an earlier completion (can_continue is False)")
         try:
             return self._generate(messages, params, constraint, on_text, cancel)
         except (EngineError, InvalidRequest) as exc:

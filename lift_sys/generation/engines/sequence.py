@@ -85,7 +85,10 @@ class SequenceState:
         vocab_tokens: Sequence[bytes],
         stop_ids: frozenset[int],
         on_text: OnText | None = None,
+        replay: Sequence[int] = (),
     ) -> None:
+        """``replay``: tokens an earlier completion already chose (a continuation): the matcher takes
+        them now, they count as output, and their text is streamed before the first new token."""
         if constraint is not None and constraint.compiled is None:
             raise EngineError("local engine needs a compiled grammar")
         self.params = params
@@ -107,6 +110,14 @@ class SequenceState:
         self.timings = Timings()
         self.t_start = time.perf_counter()
         self.t_first: float | None = None
+        self._unsent: list[int] = []
+        if replay:
+            for i, t in enumerate(replay):
+                if self._matcher is not None and not self._matcher.accept(t):
+                    raise EngineError(f"the continued completion's token {i} does not fit the grammar "
+                                      f"({self._matcher.error() or 'rejected'}): not a completion of this constraint")
+            self.out = list(replay)
+            self._unsent = list(replay)
 
     # ------------------------------------------------------------------ per step
 
@@ -118,6 +129,9 @@ class SequenceState:
         """
         if self.done:
             return []
+        if self._unsent:  # a continuation's kept prefix, streamed on the caller's path before new text
+            self._emit(self._unsent)
+            self._unsent = []
         m = self._matcher
         if m is not None:
             tm = time.perf_counter()
@@ -175,6 +189,9 @@ class SequenceState:
 
     def completion(self, *, prompt_tokens: int, cached_prompt_tokens: int, model: str) -> Completion:
         """Flush the UTF-8 tail and package the result (timings measured from construction)."""
+        if self._unsent:  # cancelled before the first step: the kept prefix is still the output
+            self._emit(self._unsent)
+            self._unsent = []
         tail = self._utf8.decode(b"", final=True)
         if tail:
             self._pieces.append(tail)

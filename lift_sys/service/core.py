@@ -47,7 +47,8 @@ from lift_sys.generation.grammar.schema_guard import sanitize_schema
 from lift_sys.ir.models import IR, IRSpec, ir_generation_schema
 from lift_sys.ir.prompt import ir_messages
 from lift_sys.generation.runaway import RunawayWatch
-from lift_sys.ir.given import carry_given
+from lift_sys.ir.given import carry_given, request_signature
+from lift_sys.ir.typed import fitted_ir_schema
 from lift_sys.generation.validation import prepare_validator, validate_json
 from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, predicate_problems
 from lift_sys.ir.watch import PredicateWatch
@@ -146,6 +147,45 @@ _CODE_GRAMMAR = GrammarSpec.json_schema(CODE_SCHEMA)
 _CODE_BLOCK_GRAMMAR = GrammarSpec("regex", CODE_BLOCK_REGEX)
 _BUILTIN_KEYS = frozenset({_IR_GRAMMAR.key, _CODE_GRAMMAR.key, _CODE_BLOCK_GRAMMAR.key})
 TRUSTED_SCHEMAS.update(_BUILTIN_KEYS)  # the lint may accept a narrower grammar for our own schemas
+
+
+class _OwnSchemas:
+    """Keys of IR schemas this service fitted to a request (``ir/typed.py``): ours, like the built-ins.
+
+    Bounded (one key per distinct ``def`` line; the oldest are forgotten,
+    and then only cost a recompile under the caller-schema rules).
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._keys: "OrderedDict[str, None]" = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            TRUSTED_SCHEMAS.add(key)
+            while len(self._keys) > self._limit:
+                old, _ = self._keys.popitem(last=False)
+                TRUSTED_SCHEMAS.discard(old)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _BUILTIN_KEYS or key in self._keys
+
+
+_OWN_SCHEMAS = _OwnSchemas()
+
+
+def ir_grammar_for(request: str) -> GrammarSpec:
+    """The IR grammar for ``request``: fitted to its ``def`` line when it has one (see ``ir/typed.py``)."""
+    sig = request_signature(request, None)
+    schema = fitted_ir_schema(*sig) if sig is not None else None
+    if schema is None:
+        return _IR_GRAMMAR
+    spec = GrammarSpec.json_schema(schema)
+    _OWN_SCHEMAS.add(spec.key)
+    return spec
 _BUILTINS = (_IR_GRAMMAR, _CODE_GRAMMAR, _CODE_BLOCK_GRAMMAR)
 
 # An IR needs a few hundred tokens; a truncation at a budget this large is a ramble worth resampling,
@@ -393,7 +433,7 @@ class InferenceService:
         self._check_options(options)
         if spec is not None:
             spec = guard_spec(spec)
-        caller_schema = spec is not None and spec.key not in _BUILTIN_KEYS
+        caller_schema = spec is not None and spec.key not in _OWN_SCHEMAS
         if caller_schema and spec.kind == "json_schema":
             prepare_validator(spec.source, schema_key=spec.key)  # before any work: 400 if it cannot be checked
         try:
@@ -535,13 +575,14 @@ class InferenceService:
         resampled: list[str] = []
         last_truncation: TruncatedOutput | None = None
         resume: Continuation | None = None
+        grammar = ir_grammar_for(request)
         for i in range(samples):
             opts = resample_options(options, i)
             try:
                 # Not the last sample: stop it at the first malformed predicate (the last one is kept and its
                 # bad predicates dropped, so it runs to the end). The next sample continues this one from the
                 # bad predicate's value where the engine can, instead of writing intent and signature again.
-                result = self.generate(ir_messages(request), _IR_GRAMMAR, opts, on_text=on_text, cancel=cancel,
+                result = self.generate(ir_messages(request), grammar, opts, on_text=on_text, cancel=cancel,
                                        stop_runaway=True, stop_when=PredicateWatch() if i + 1 < samples else None,
                                        continue_from=resume)
             except StoppedByCheck as exc:

@@ -63,7 +63,8 @@ def minimal_instance(schema: Any, defs: dict | None = None, depth: int = 0) -> A
         return {k: minimal_instance(props[k], defs, depth + 1) for k in schema.get("required", []) if k in props}
     if kind == "array":
         n = schema.get("minItems", 0)
-        return [minimal_instance(schema.get("items", {}), defs, depth + 1) for _ in range(n)]
+        head = [minimal_instance(p, defs, depth + 1) for p in schema.get("prefixItems", [])]
+        return head + [minimal_instance(schema.get("items", {}), defs, depth + 1) for _ in range(n - len(head))]
     if kind == "string":
         return "x" * schema.get("minLength", 0)
     if kind in ("integer", "number"):

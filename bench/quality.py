@@ -131,7 +131,9 @@ def _lift(service: Any, problem: dict, attempts: int, max_tokens: int) -> dict[s
         row["ir_seconds"] = round(time.perf_counter() - t0, 2)
         piped = service.generate_verified_code(ir_r.ir, options, attempts=attempts, context=problem["prompt"])
         row["ir"] = ir_r.ir.model_dump(mode="json", include={"signature", "assertions", "examples"})
-        row.update(ir_samples=ir_r.samples, ir_resampled=ir_r.resampled, tokens=ir_r.generation.completion.completion_tokens,
+        salvaged = any(c.where == "/examples" and "complete example" in c.message for c in ir_r.checks)
+        row.update(ir_samples=ir_r.samples, ir_fitted=ir_r.fitted, ir_salvaged=salvaged,
+                   ir_resampled=ir_r.resampled, tokens=ir_r.generation.completion.completion_tokens,
                    given_examples=sum(e.given for e in ir_r.ir.examples),
                    invented_examples=sum(not e.given for e in ir_r.ir.examples),
                    ir_findings=[str(c) for c in ir_r.checks],

@@ -49,6 +49,11 @@ def test_ir_from_request(service, backend, request_text, name_hints):
     assert re.fullmatch(r"[a-z_][a-z0-9_]*", name)
     assert any(h in name for h in name_hints), name
     assert len(ir.signature.parameters) >= 1
+    # once the signature was written, the rest of the same sample was fitted to it (ir/typed.py): every
+    # example's inputs are exactly the parameters
+    assert result.fitted == "signature"
+    names = [p.name for p in ir.signature.parameters]
+    assert ir.examples and all(list(e.inputs) == names for e in ir.examples), (names, ir.examples)
     assert result.generation.completion.completion_tokens > 20
     # the raw text is one compact JSON object: no whitespace at all outside strings
     assert result.generation.text.startswith("{") and result.generation.text.endswith("}")

@@ -145,6 +145,17 @@ def test_ir_runaway_every_time_is_reported_as_runaway_with_the_partial_text():
     assert err.value.to_dict()["type"] == "runaway_output"
 
 
+def test_every_sample_looping_in_its_examples_keeps_the_complete_ones_with_a_finding():
+    """The part before the loop is complete and valid: an IR with fewer examples, said so, not no IR."""
+    looping = _ir_text().replace('{"text":""}', '{"text":"' + "ab" * 400 + '"}')  # the loop in example 1
+    engine = FakeEngine([looping])
+    result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
+    assert len(engine.calls) == 3 and result.resampled == ["runaway_output"] * 3
+    assert [e.inputs for e in result.ir.examples] == [{"text": "Hello"}] and result.ir.holes == []
+    assert result.checks[0].where == "/examples" and "1 complete example" in result.checks[0].message
+    assert [a.predicate for a in result.ir.assertions] == ["isinstance(text, str)", "result >= 0"]
+
+
 def test_malformed_predicates_are_resampled_then_dropped_with_a_finding():
     engine = FakeEngine([_ir_text("0 <= result, result <= len(text)"), _ir_text("0 <= result <= len(text)")])
     result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
@@ -179,13 +190,16 @@ def test_a_stopped_sample_is_continued_from_its_bad_predicate_where_the_engine_c
     """Intent, signature and the good assertions are kept; only the bad predicate's value is sampled again."""
     bad, good = _ir_text("0 <= result, result <= len(text)"), _ir_text("0 <= result <= len(text)")
     cut = bad.index('"predicate":"0 <= result,') + len('"predicate":"')
-    engine = FakeEngine([bad, good], can_continue=True)
+    # the first sample stops twice: after its signature (to fit the grammar to it, ir/typed.py), then at the
+    # bad predicate; the second sample continues from the bad predicate's value
+    engine = FakeEngine([bad, bad, good], can_continue=True)
     result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
     assert result.samples == 2 and result.ir.assertions[1].predicate == "0 <= result <= len(text)"
-    [continuation] = engine.continuations
+    fit, continuation = engine.continuations
+    assert bad[:fit.chars].endswith('"returns":"int"}')
     assert continuation.chars == cut and continuation.completion.text == bad[:len(continuation.completion.text)]
     assert f"continued from character {cut}" in result.resampled[0] and "a tuple" in result.resampled[0]
-    assert engine.calls[1][1].temperature > 0  # the value is sampled, not the greedy choice again
+    assert engine.calls[2][1].temperature > 0  # the value is sampled, not the greedy choice again
     # A remote-kind engine cannot continue: the next sample starts afresh.
     engine = FakeEngine([bad, good])
     result = InferenceService(engine).generate_ir("count the vowels", GenerateOptions(max_tokens=1000))
@@ -284,6 +298,25 @@ def test_with_no_given_check_agreeing_candidates_contradicted_by_the_ir_are_not_
     result = generate_verified_code(_scripted([GOOD, GOOD, GOOD]), spec_from_document(doc), GenerateOptions(),
                                     attempts=3)
     assert result.verified
+
+
+def test_a_suspect_check_another_plausible_candidate_passes_withholds_verified():
+    """The cluster's failed checks are only suspect if no candidate that keeps the given checks satisfies them."""
+    doc = json.loads(json.dumps(EXAMPLE_IR))
+    doc["examples"] = [{"inputs": {"text": "Hello"}, "output": 2, "given": True},
+                       {"inputs": {"text": "sky"}, "output": 1, "given": False},  # the 'y' reading
+                       {"inputs": {"text": "why"}, "output": 0, "given": False}]  # the plain reading
+    result = generate_verified_code(_scripted([GOOD, GOOD, GOOD, OFF_BY_Y]), spec_from_document(doc),
+                                    GenerateOptions(), attempts=4)
+    assert result.code == GOOD and result.best.agreement == 3
+    assert not result.verified
+    [contest] = result.report.failures()[-1:]
+    assert contest.name == "agreement" and "candidate 3" in contest.detail and "example[1]" in contest.detail
+    # a lone dissenter that fails a given check is no rival: the cluster stays verified
+    wrong = OFF_BY_Y.replace("'aeiouy'", "'aeiouyl'")  # "Hello" -> 4
+    result = generate_verified_code(_scripted([GOOD, GOOD, GOOD, wrong]), spec_from_document(doc),
+                                    GenerateOptions(), attempts=4)
+    assert result.code == GOOD and result.verified
 
 
 def test_a_lone_candidate_cannot_overrule_the_ir():

@@ -95,6 +95,8 @@ def test_the_fitted_grammar_accepts_the_request_s_shape_and_nothing_else(backend
 
     good = _ir()
     assert accepts(good)
+    # a call that raises may break the annotations (the prompt's worked example: TypeError for a non-str)
+    assert accepts(_ir(examples=[{"inputs": {"strings": None, "substring": 5}, "output": None, "raises": "TypeError"}]))
     example = good["examples"][0]
     bad_examples = [
         {**example, "inputs": {"": "", "substring": "a"}},  # HumanEval/7's loop: an empty parameter name
@@ -103,6 +105,8 @@ def test_the_fitted_grammar_accepts_the_request_s_shape_and_nothing_else(backend
         {**example, "inputs": {"strings": [1, "c"], "substring": "a"}},  # List[str] holding a number
         {**example, "output": [0, "1"]},  # HumanEval/6's mixed list for a typed result
         {**example, "output": "ab"},
+        {**example, "inputs": {"strings": None, "substring": "a"}},  # untyped arguments, yet it returns
+        {"inputs": {"strings": None, "substring": "a"}, "output": ["ab"], "raises": "TypeError"},  # raises, with a value
     ]
     for bad in bad_examples:
         assert not accepts(_ir(examples=[bad])), bad
@@ -112,13 +116,46 @@ def test_the_fitted_grammar_accepts_the_request_s_shape_and_nothing_else(backend
     assert not accepts(_ir(signature={**sig, "parameters": sig["parameters"][:1]}))
 
 
+def _inputs(schema: dict, shape: int = 0) -> dict:
+    return schema["$defs"]["Example"]["anyOf"][shape]["properties"]["inputs"]
+
+
 def test_the_service_hands_the_engine_the_fitted_schema_and_keeps_the_request_s_signature():
     engine = FakeEngine()  # answers with the smallest instance of the schema it is handed
     result = InferenceService(engine).generate_ir(REQUEST, GenerateOptions(max_tokens=1000))
     handed = engine.calls[0][2].spec.source
     assert handed["$defs"]["Signature"]["properties"]["name"] == {"enum": ["filter_by_substring"]}
-    assert handed["$defs"]["Example"]["properties"]["inputs"]["required"] == ["strings", "substring"]
-    assert result.ir.signature.name == "filter_by_substring"
+    assert _inputs(handed)["required"] == ["strings", "substring"]
+    assert result.ir.signature.name == "filter_by_substring" and result.fitted == "def line"
     assert [p.name for p in result.ir.signature.parameters] == ["strings", "substring"]
     given = [e for e in result.ir.examples if e.given]
     assert given and given[0].inputs == {"strings": ["abc", "bacd", "cde", "array"], "substring": "a"}
+
+
+def _plain_ir() -> str:
+    doc = _ir()
+    doc["examples"] = [{"inputs": {"strings": ["ab", "c"], "substring": "a"}, "output": ["ab"], "raises": None}]
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def test_with_no_def_line_the_sample_is_fitted_once_its_signature_is_written():
+    """Stopped after the signature, then the *same* sample continues under the grammar fitted to it."""
+    engine = FakeEngine([_plain_ir()], can_continue=True)
+    result = InferenceService(engine).generate_ir("keep the strings that contain a substring",
+                                                  GenerateOptions(max_tokens=1000))
+    assert len(engine.calls) == 2 and result.samples == 1 and result.resampled == [] and result.fitted == "signature"
+    first, second = engine.calls[0][2].spec.source, engine.calls[1][2].spec.source
+    assert first["$defs"]["Example"]["properties"]["inputs"].get("required") is None  # generic
+    fitted = _inputs(second)
+    assert fitted["required"] == ["strings", "substring"] and fitted["additionalProperties"] is False
+    assert fitted["properties"]["strings"] == value_schema("List[str]")
+    kept = engine.continuations[0]
+    assert kept.completion.text[: kept.chars].endswith('"returns":"List[str]"}')  # through the signature's end
+    assert result.ir.examples[0].inputs == {"strings": ["ab", "c"], "substring": "a"}
+
+
+def test_a_remote_engine_keeps_the_generic_grammar_for_a_request_with_no_def_line():
+    engine = FakeEngine([_plain_ir()])  # remote kind: cannot continue a completion
+    result = InferenceService(engine).generate_ir("keep the strings that contain a substring", GenerateOptions(max_tokens=1000))
+    assert len(engine.calls) == 1 and engine.continuations == []
+    assert result.fitted == ""

@@ -222,6 +222,26 @@ def rival(winner: Attempt, history: list[Attempt], probes: list[dict]) -> Check 
             return Check("agreement", False,
                          f"candidate {other.index} also passes every check but answers ({args}) with "
                          f"{json.dumps(theirs)[:80]}, this one with {json.dumps(mine)[:80]}", provenance="probe")
+    # A check the winner fails is "suspect" when its cluster agrees against it -- but if another candidate
+    # that passes every static and given check *does* satisfy it, the IR's check is not contradicted by the
+    # candidates, only by the larger cluster: two readings of the request, and nothing the user stated
+    # decides between them (HumanEval/0, Zen 4: three agreeing adjacent-pairs-only candidates failed two
+    # invented examples that the one correct candidate passed; the cluster was reported verified, wrong).
+    if winner.report is None:
+        return None
+    lost = [c.name for c in winner.report.checks if not c.passed]
+    for other in history:
+        if other is winner or other.report is None or not lost:
+            continue
+        if any(not c.passed and c.provenance in ("static", "given") for c in other.report.checks):
+            continue
+        passed = {c.name for c in other.report.checks if c.passed}
+        won = [name for name in lost if name in passed]
+        if won:
+            return Check("agreement", False,
+                         f"candidate {other.index} passes every given check and also {', '.join(won[:3])}, which "
+                         "this one fails: two readings of the request, and no check the user stated decides",
+                         provenance="probe")
     return None
 
 

@@ -16,11 +16,13 @@ So, when the request has a usable ``def`` line, the grammar itself says:
   ``type_hint`` and ``returns`` are single-valued enums -- the grammar
   forces them (fast-forwarded, not decoded), and the model only writes
   the parameters' descriptions;
-* an example's ``inputs`` has exactly the parameters as keys, in order,
-  each value typed by its annotation (``int`` -> JSON integer,
-  ``List[str]`` -> an array of strings, ``Optional[X]`` -> X or null,
-  ...); its ``output`` is typed by the return annotation (or null, for a
-  call that raises).
+* an example's ``inputs`` has exactly the parameters as keys, in order;
+  in a call that returns, each value is typed by its annotation (``int``
+  -> JSON integer, ``List[str]`` -> an array of strings, ``Optional[X]``
+  -> X or null, ...) and so is the ``output`` by the return annotation;
+  a call that raises (``output`` null, ``raises`` a class name) may pass
+  any values -- "raising TypeError if it is not a string" is what the
+  worked example in the prompt shows.
 
 An annotation this module does not know types its values as any JSON
 value, as before: the fitting narrows only what it understands. Only the
@@ -160,15 +162,25 @@ def fitted_ir_schema(name: str, parameters: list[Parameter], returns: str | None
         "required": ["name", "parameters", "returns"],
     }
     example = defs["Example"]
-    example["properties"]["inputs"] = {
-        "type": "object", "additionalProperties": False,
-        "description": example["properties"]["inputs"].get("description", ""),
-        "properties": {p.name: value_schema(p.type_hint) for p in parameters},
-        "required": [p.name for p in parameters],
-    }
-    output = value_schema(returns)
-    example["properties"]["output"] = {
-        "description": example["properties"]["output"].get("description", ""),
-        **(_any_of([output, _SCALARS["None"]]) if output is not _ANY else _ANY),
+    props = example["properties"]
+
+    def shape(inputs: dict[str, Any], output: dict[str, Any], raises: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": False, "required": ["inputs", "output", "raises"],
+                "properties": {
+                    "inputs": {"type": "object", "additionalProperties": False, "properties": inputs,
+                               "required": [p.name for p in parameters],
+                               "description": props["inputs"].get("description", "")},
+                    "output": {**output, "description": props["output"].get("description", "")},
+                    "raises": raises}}
+
+    raising = next(o for o in props["raises"]["anyOf"] if o.get("type") == "string")
+    defs["Example"] = {
+        "description": example.get("description", ""),
+        "anyOf": [
+            # a call that returns: every argument and the result typed by the annotations
+            shape({p.name: value_schema(p.type_hint) for p in parameters}, value_schema(returns), {"type": "null"}),
+            # a call that raises: the arguments may break the annotations ("TypeError if it is not a str")
+            shape({p.name: _ANY for p in parameters}, {"type": "null"}, raising),
+        ],
     }
     return copy.deepcopy(schema)  # no module-level dict shared into a schema someone may mutate

@@ -68,3 +68,127 @@ class PredicateWatch:
                 self.good_until = match.start(2) + 1  # through the value's opening quote: only the value is bad
                 return f"{predicate!r}: {why}"
         return None
+
+
+class SignatureWatch:
+    """An ``on_text`` hook: fires once the model's signature is written, so the rest can be fitted to it.
+
+    Why: a request with no ``def`` line gets the generic IR grammar, where
+    an example's ``inputs`` may hold any keys and its ``output`` any value
+    (:mod:`lift_sys.ir.typed`). Once ``"signature":{...}`` is complete (the
+    grammar writes ``"effects"`` next), the watch parses it; the service
+    stops the sample there and continues the *same* sample under the
+    grammar fitted to that signature -- the kept tokens replay through the
+    new matcher and keep their KV, so the stop costs a few tokens, not a
+    resample. ``signature`` is ``(name, parameters, returns)``;
+    ``good_until`` is the character just after the signature's ``}``.
+    Never fires when the signature cannot be fitted (``fitted_ir_schema``
+    is None), so such a sample simply runs on.
+    """
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._done = False
+        self.problem: str | None = None
+        self.good_until: int | None = None
+        self.signature: tuple[str, list, str | None] | None = None
+        self.schema: dict | None = None
+
+    def feed(self, piece: str) -> bool:
+        if self._done:
+            return self.problem is not None
+        self._text.append(piece)
+        text = "".join(self._text)
+        at = text.find(',"effects":')
+        if at < 0:
+            return False
+        self._done = True  # one look: the signature is complete, fitted or not
+        self._fit(text, at)
+        return self.problem is not None
+
+    def _fit(self, text: str, end: int) -> None:
+        from lift_sys.ir.models import Parameter
+        from lift_sys.ir.typed import fitted_ir_schema
+
+        start = text.find('"signature":')
+        if start < 0:
+            return
+        start += len('"signature":')
+        try:
+            sig, stop = json.JSONDecoder().raw_decode(text, start)
+        except json.JSONDecodeError:
+            return
+        if stop != end or not isinstance(sig, dict):
+            return
+        try:
+            params = [Parameter.model_construct(name=str(p["name"]), type_hint=str(p.get("type_hint") or "Any"),
+                                                description=str(p.get("description", "")))
+                      for p in sig.get("parameters", [])]
+            name, returns = str(sig["name"]), sig.get("returns")
+        except (KeyError, TypeError, AttributeError):
+            return
+        schema = fitted_ir_schema(name, params, str(returns) if returns else None)
+        if schema is None:
+            return
+        self.signature, self.schema = (name, params, returns), schema
+        self.good_until = stop
+        self.problem = f"signature {name}({', '.join(p.name for p in params)}) written: the rest is fitted to it"
+
+
+class FirstOf:
+    """Several watches as one ``stop_when``: fires with the first that fires (its problem, its good_until)."""
+
+    def __init__(self, *watches) -> None:
+        self.watches = [w for w in watches if w is not None]
+        self.fired = None
+
+    @property
+    def problem(self) -> str | None:
+        return self.fired.problem if self.fired is not None else None
+
+    @property
+    def good_until(self) -> int | None:
+        return self.fired.good_until if self.fired is not None else None
+
+    def feed(self, piece: str) -> bool:
+        if self.fired is not None:
+            return True
+        for w in self.watches:
+            if w.feed(piece) and self.fired is None:
+                self.fired = w
+        return self.fired is not None
+
+
+def salvage_examples(partial_text: str) -> tuple[dict, int] | None:
+    """An IR cut (or stopped looping) inside its ``examples``: the document with the complete ones, and their count.
+
+    Why: the examples come after intent, signature and assertions, and are
+    where a small model loops (HumanEval/6 on Zen 4: ``"()()()()…"`` in an
+    example's input, all three samples). When every sample fails there,
+    the rest of the last one is complete and valid; closing the array
+    after the last complete example (and ``holes`` empty) gives an IR
+    that fits the schema -- fewer invented examples, reported as such --
+    instead of no IR at all. None when the cut is anywhere else.
+    """
+    head = partial_text.find(',"examples":[')
+    if head < 0 or '"holes":' in partial_text[head:]:
+        return None
+    decoder = json.JSONDecoder()
+    pos, end, kept = head + len(',"examples":['), None, 0
+    while True:
+        try:
+            value, after = decoder.raw_decode(partial_text, pos)
+        except json.JSONDecodeError:
+            break
+        if not isinstance(value, dict):
+            break
+        end, kept = after, kept + 1
+        if partial_text[after:after + 1] != ",":
+            break
+        pos = after + 1
+    text = (partial_text[:end] if end is not None else partial_text[:head + len(',"examples":[')]) + '],"holes":[]}'
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return (doc, kept) if isinstance(doc, dict) else None

@@ -25,7 +25,9 @@ from lift_sys.codegen.prompt import (CODE_BLOCK_REGEX, CODE_SCHEMA, CodeFormat, 
                                      request_code_messages, unfence)
 from lift_sys.errors import (
     Cancelled,
+    EngineError,
     InvalidRequest,
+    LiftError,
     OutputValidationError,
     RunawayOutput,
     SchemaNotEnforced,
@@ -51,7 +53,7 @@ from lift_sys.ir.given import carry_given, request_signature
 from lift_sys.ir.typed import fitted_ir_schema
 from lift_sys.generation.validation import prepare_validator, validate_json
 from lift_sys.ir.validate import IRCheck, check_ir, parse_ir_json, predicate_problems
-from lift_sys.ir.watch import PredicateWatch
+from lift_sys.ir.watch import FirstOf, PredicateWatch, SignatureWatch, salvage_examples
 
 
 @dataclass
@@ -115,6 +117,9 @@ class IRResult:
     generation: GenerationResult
     samples: int = 1  # IR generations it took (runaway, truncation and malformed predicates are resampled)
     resampled: list[str] = field(default_factory=list)  # why each earlier sample was not kept
+    # the grammar the kept sample finished under (ir/typed.py): "def line" (the request's), "signature" (the
+    # sample's own, fitted once written), or "" (the generic IR schema)
+    fitted: str = ""
 
 
 @dataclass
@@ -181,8 +186,10 @@ def ir_grammar_for(request: str) -> GrammarSpec:
     """The IR grammar for ``request``: fitted to its ``def`` line when it has one (see ``ir/typed.py``)."""
     sig = request_signature(request, None)
     schema = fitted_ir_schema(*sig) if sig is not None else None
-    if schema is None:
-        return _IR_GRAMMAR
+    return _IR_GRAMMAR if schema is None else _own_grammar(schema)
+
+
+def _own_grammar(schema: dict[str, Any]) -> GrammarSpec:
     spec = GrammarSpec.json_schema(schema)
     _OWN_SCHEMAS.add(spec.key)
     return spec
@@ -575,51 +582,100 @@ class InferenceService:
         resampled: list[str] = []
         last_truncation: TruncatedOutput | None = None
         resume: Continuation | None = None
-        grammar = ir_grammar_for(request)
-        for i in range(samples):
+        first_grammar = ir_grammar_for(request)  # fitted to the request's def line, if it has one
+        can_continue = bool(getattr(self.engine, "can_continue", False))
+        grammar, fit_later, fitting = first_grammar, first_grammar is _IR_GRAMMAR and can_continue, False
+        i = 0
+        while i < samples:
             opts = resample_options(options, i)
+            # Not the last sample: stop it at the first malformed predicate (the last one is kept and its
+            # bad predicates dropped, so it runs to the end). The next sample continues this one from the
+            # bad predicate's value where the engine can, instead of writing intent and signature again.
+            # With no def line, the sample also stops once its signature is written, and goes on under the
+            # grammar fitted to that signature (SignatureWatch; the same sample, not a resample).
+            signature = SignatureWatch() if fit_later else None
+            watch = FirstOf(signature, PredicateWatch() if i + 1 < samples else None)
             try:
-                # Not the last sample: stop it at the first malformed predicate (the last one is kept and its
-                # bad predicates dropped, so it runs to the end). The next sample continues this one from the
-                # bad predicate's value where the engine can, instead of writing intent and signature again.
                 result = self.generate(ir_messages(request), grammar, opts, on_text=on_text, cancel=cancel,
-                                       stop_runaway=True, stop_when=PredicateWatch() if i + 1 < samples else None,
+                                       stop_runaway=True, stop_when=watch if watch.watches else None,
                                        continue_from=resume)
             except StoppedByCheck as exc:
-                resume = exc.continuation() if getattr(self.engine, "can_continue", False) else None
+                if signature is not None and watch.fired is signature:
+                    grammar, fit_later, fitting = _own_grammar(signature.schema), False, True
+                    resume = exc.continuation()
+                    continue
+                resume = exc.continuation() if can_continue else None
                 resampled.append(f"malformed_predicate (stopped after {exc.completion_tokens} tokens"
                                  + (f", continued from character {resume.chars}" if resume else "")
                                  + f"): {exc.reason}")
+                i, fitting = i + 1, False
                 continue
             except TruncatedOutput as exc:
-                resume = None  # a loop or a cut: start afresh
+                # a loop or a cut: start afresh, signature and all
+                resume, grammar, fitting = None, first_grammar, False
+                fit_later = first_grammar is _IR_GRAMMAR and can_continue
                 if not isinstance(exc, RunawayOutput) and options.max_tokens < _RESAMPLE_TRUNCATION_AT:
                     raise
-                last_truncation = exc
+                last_truncation, last_truncation_grammar = exc, grammar
                 resampled.append(exc.kind)
+                i += 1
+                continue
+            except EngineError:
+                if not fitting:
+                    raise
+                # the written signature did not replay through its fitted grammar (an escape spelled
+                # differently, say): this sample again, unfitted -- never an error for the caller
+                resume, grammar, fit_later, fitting = None, first_grammar, False, False
                 continue
             # generate() already validated the JSON against this schema; only pydantic remains.
             spec: IRSpec = carry_given(parse_ir_json(result.json, schema_checked=True), request)
             bad = predicate_problems(spec)
             if bad and i + 1 < samples:
                 resampled.append("malformed_predicate: " + "; ".join(b.message for b in bad))
+                resume, grammar, fitting = None, first_grammar, False
+                fit_later = first_grammar is _IR_GRAMMAR and can_continue
+                i += 1
                 continue
-            dropped = {int(b.where.split("/")[2]) for b in bad}
-            repeated = {j: why for j, why in _repeated_assertions(spec).items() if j not in dropped}
-            if dropped or repeated:
-                spec.assertions = [a for j, a in enumerate(spec.assertions) if j not in dropped and j not in repeated]
-            unusable = _unusable_examples(spec)
-            if unusable:
-                spec.examples = [e for j, e in enumerate(spec.examples) if j not in unusable]
-            ir = IR.from_spec(spec, model=result.completion.model or self.engine.model_name,
-                              grammar_backend=result.grammar_backend or "")
-            checks = ([IRCheck("error", b.where, b.message + " (dropped)") for b in bad]
-                      + [IRCheck("warning", f"/assertions/{j}", why + " (dropped)") for j, why in repeated.items()]
-                      + [IRCheck("warning", f"/examples/{j}", why + " (dropped)") for j, why in unusable.items()]
-                      + check_ir(spec))
-            return IRResult(ir=ir, checks=checks, generation=result, samples=i + 1, resampled=resampled)
+            ir_result = self._finish_ir(spec, bad, result, samples=i + 1, resampled=resampled)
+            ir_result.fitted = ("def line" if grammar is first_grammar and grammar is not _IR_GRAMMAR
+                                else "signature" if grammar is not _IR_GRAMMAR else "")
+            return ir_result
         assert last_truncation is not None
+        salvaged = salvage_examples(last_truncation.partial_text)
+        # at least one complete example of its own: a sample that looped in its first example is no IR
+        if salvaged is not None and salvaged[1] >= 1 and isinstance(last_truncation.result, GenerationResult):
+            doc, kept = salvaged
+            try:
+                validate_json(doc, last_truncation_grammar.source, schema_key=last_truncation_grammar.key,
+                              trusted=True)
+                spec = carry_given(parse_ir_json(doc, schema_checked=True), request)
+            except LiftError:
+                raise last_truncation from None
+            ir_result = self._finish_ir(spec, predicate_problems(spec), last_truncation.result, samples=samples,
+                                        resampled=resampled)
+            ir_result.checks.insert(0, IRCheck("warning", "/examples", f"every sample was cut in its examples "
+                                               f"({last_truncation.kind}); the last one is kept with its {kept} "
+                                               "complete example(s)"))
+            return ir_result
         raise last_truncation
+
+    def _finish_ir(self, spec: IRSpec, bad: list, result: GenerationResult, *, samples: int,
+                   resampled: list[str]) -> IRResult:
+        """Drop bad predicates, repeated assertions and unusable examples, with a finding for each."""
+        dropped = {int(b.where.split("/")[2]) for b in bad}
+        repeated = {j: why for j, why in _repeated_assertions(spec).items() if j not in dropped}
+        if dropped or repeated:
+            spec.assertions = [a for j, a in enumerate(spec.assertions) if j not in dropped and j not in repeated]
+        unusable = _unusable_examples(spec)
+        if unusable:
+            spec.examples = [e for j, e in enumerate(spec.examples) if j not in unusable]
+        ir = IR.from_spec(spec, model=result.completion.model or self.engine.model_name,
+                          grammar_backend=result.grammar_backend or "")
+        checks = ([IRCheck("error", b.where, b.message + " (dropped)") for b in bad]
+                  + [IRCheck("warning", f"/assertions/{j}", why + " (dropped)") for j, why in repeated.items()]
+                  + [IRCheck("warning", f"/examples/{j}", why + " (dropped)") for j, why in unusable.items()]
+                  + check_ir(spec))
+        return IRResult(ir=ir, checks=checks, generation=result, samples=samples, resampled=resampled)
 
     def generate_code(
         self,

@@ -154,6 +154,7 @@ def test_every_sample_looping_in_its_examples_keeps_the_complete_ones_with_a_fin
     assert [e.inputs for e in result.ir.examples] == [{"text": "Hello"}] and result.ir.holes == []
     assert result.checks[0].where == "/examples" and "1 complete example" in result.checks[0].message
     assert [a.predicate for a in result.ir.assertions] == ["isinstance(text, str)", "result >= 0"]
+    assert result.fitted == ""  # a remote-kind engine: the generic grammar throughout
 
 
 def test_malformed_predicates_are_resampled_then_dropped_with_a_finding():

@@ -189,6 +189,13 @@ def ir_grammar_for(request: str) -> GrammarSpec:
     return _IR_GRAMMAR if schema is None else _own_grammar(schema)
 
 
+def _fitted(grammar: GrammarSpec, first: GrammarSpec) -> str:
+    """IRResult.fitted for a sample that finished under ``grammar`` (``first``: the request's own)."""
+    if grammar is _IR_GRAMMAR:
+        return ""
+    return "def line" if grammar is first else "signature"
+
+
 def _own_grammar(schema: dict[str, Any]) -> GrammarSpec:
     spec = GrammarSpec.json_schema(schema)
     _OWN_SCHEMAS.add(spec.key)
@@ -637,8 +644,7 @@ class InferenceService:
                 i += 1
                 continue
             ir_result = self._finish_ir(spec, bad, result, samples=i + 1, resampled=resampled)
-            ir_result.fitted = ("def line" if grammar is first_grammar and grammar is not _IR_GRAMMAR
-                                else "signature" if grammar is not _IR_GRAMMAR else "")
+            ir_result.fitted = _fitted(grammar, first_grammar)
             return ir_result
         assert last_truncation is not None
         salvaged = salvage_examples(last_truncation.partial_text)
@@ -653,6 +659,7 @@ class InferenceService:
                 raise last_truncation from None
             ir_result = self._finish_ir(spec, predicate_problems(spec), last_truncation.result, samples=samples,
                                         resampled=resampled)
+            ir_result.fitted = _fitted(last_truncation_grammar, first_grammar)
             ir_result.checks.insert(0, IRCheck("warning", "/examples", f"every sample was cut in its examples "
                                                f"({last_truncation.kind}); the last one is kept with its {kept} "
                                                "complete example(s)"))

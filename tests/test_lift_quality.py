@@ -320,6 +320,23 @@ def test_a_suspect_check_another_plausible_candidate_passes_withholds_verified()
     assert result.code == GOOD and result.verified
 
 
+def test_agreement_only_among_samples_of_one_prompt_does_not_verify():
+    """Two samples of one prompt share its misreading: corroboration must come from the other prompt."""
+    ir = _invented_ir(wrong_output_for_sky=0)
+    broken = GOOD.replace("return sum", "return 1 + sum")  # fails the given example: no rival, no partner
+
+    def run(codes):
+        it = iter(codes)
+        service = InferenceService(FakeEngine(lambda m, p, c: fenced(next(it))))
+        return service.generate_verified_code(ir, GenerateOptions(), attempts=4, context="count the vowels")
+
+    result = run([GOOD, broken, GOOD, broken])  # sources: request, ir, request, ir
+    assert result.code == GOOD and result.best.agreement == 2 and not result.verified
+    assert "same prompt (request)" in result.report.failures()[-1].detail
+    result = run([GOOD, GOOD, broken, broken])  # the request-written and the IR-written candidate agree
+    assert result.code == GOOD and result.verified
+
+
 def test_a_lone_candidate_cannot_overrule_the_ir():
     ir = _invented_ir(wrong_output_for_sky=1)
     result = generate_verified_code(_scripted([GOOD]), ir, GenerateOptions(), attempts=1)

@@ -342,6 +342,15 @@ def generate_verified_code(
         contest = Check("agreement", False, f"no other candidate of {len(history)} agrees with this one on the "
                         f"examples and {len(probes)} probe inputs: the checks alone do not pin the function down",
                         provenance="probe")
+    sources = {a.source for a in history}
+    if contest is None and report.verified and len(sources) > 1 and best.agreement >= 2:
+        # Agreement is evidence when the agreeing candidates could have erred apart: two samples of one
+        # prompt share its misreading (held out, HumanEval/74: the two request-written candidates agreed on
+        # "<" where the request says a tie returns the first list; no example covered the tie).
+        partners = [a for a in history if a is not best and best.agrees_with(a)]
+        if partners and all(a.source == best.source for a in partners):
+            contest = Check("agreement", False, f"only candidates written from the same prompt ({best.source}) "
+                            "agree with this one; none written from the other prompt does", provenance="probe")
     suspect = [c for c in report.checks if c.provenance == "suspect"]
     if contest is None and suspect and not any(c.provenance == "given" for c in report.checks) and report.verified:
         # No check the user stated, and the IR's own invented checks contradict the agreeing candidates: two

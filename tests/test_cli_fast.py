@@ -108,3 +108,18 @@ def test_bench_batch_refuses_bad_sustained_options_before_loading_a_model(args, 
     r = invoke("bench", "batch", *args)
     assert r.exit_code != 0 and r.stdout == ""
     assert message in " ".join(r.stderr.split())
+
+
+def test_pipeline_defaults_to_the_1_5b_model_when_installed_and_says_so_when_not(monkeypatch):
+    import lift_sys.generation.registry as registry
+
+    monkeypatch.delenv("LIFT_MODEL", raising=False)
+    monkeypatch.setattr(registry, "is_present", lambda spec: True)
+    assert cli._pipeline_model(None, None) == cli.PIPELINE_MODEL == "qwen2.5-coder-1.5b-instruct"
+    assert cli._pipeline_model("qwen2.5-coder-0.5b-instruct", None) == "qwen2.5-coder-0.5b-instruct"
+    assert cli._pipeline_model(None, "http://127.0.0.1:1") is None  # a remote engine names its own model
+    monkeypatch.setenv("LIFT_MODEL", "qwen2.5-coder-0.5b-instruct")
+    assert cli._pipeline_model(None, None) is None  # the setting decides
+    monkeypatch.delenv("LIFT_MODEL")
+    monkeypatch.setattr(registry, "is_present", lambda spec: False)
+    assert cli._pipeline_model(None, None) is None  # not installed: the embedded 0.5B

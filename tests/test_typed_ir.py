@@ -75,6 +75,13 @@ def test_a_header_the_generic_schema_could_not_hold_keeps_the_generic_grammar():
     assert fitted_ir_schema(*request_signature(camel)) is None
     assert ir_grammar_for(camel).key == ir_grammar_for("reverse a string").key
     assert ir_grammar_for(REQUEST).key != ir_grammar_for("reverse a string").key
+    generic = ir_grammar_for("reverse a string").key
+    nine = "def f(" + ", ".join(f"a{i}: int" for i in range(9)) + ") -> int:\n    pass\n"
+    long_hint = "def f(x: " + "List[" * 30 + "int" + "]" * 30 + ") -> int:\n    pass\n"
+    for hostile in (nine, long_hint, "def f(x, x) -> int:\n    pass\n"):
+        assert ir_grammar_for(hostile).key == generic, hostile
+    deep = value_schema("List[" * 20 + "int" + "]" * 20)  # nesting is cut to any JSON value, not recursed
+    assert "$ref" in json.dumps(deep) and json.dumps(deep).count('"array"') <= 6
 
 
 @pytest.mark.parametrize("backend", ["llguidance", pytest.param("xgrammar", marks=requires_xgrammar)])

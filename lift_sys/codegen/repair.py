@@ -227,11 +227,11 @@ def rival(winner: Attempt, history: list[Attempt], probes: list[dict]) -> Check 
     # candidates, only by the larger cluster: two readings of the request, and nothing the user stated
     # decides between them (HumanEval/0, Zen 4: three agreeing adjacent-pairs-only candidates failed two
     # invented examples that the one correct candidate passed; the cluster was reported verified, wrong).
-    if winner.report is None:
+    lost = [c.name for c in winner.report.checks if not c.passed] if winner.report is not None else []
+    if not lost:
         return None
-    lost = [c.name for c in winner.report.checks if not c.passed]
     for other in history:
-        if other is winner or other.report is None or not lost:
+        if other is winner or other.report is None:
             continue
         if any(not c.passed and c.provenance in ("static", "given") for c in other.report.checks):
             continue

@@ -151,7 +151,7 @@ def fitted_ir_schema(name: str, parameters: list[Parameter], returns: str | None
     ]
     defs["Signature"] = {
         "type": "object", "additionalProperties": False,
-        "description": copy.deepcopy(defs["Signature"].get("description", "")),
+        "description": defs["Signature"].get("description", ""),
         "properties": {
             "name": {"enum": [name]},
             "parameters": ({"type": "array", "prefixItems": param_items, "items": False,

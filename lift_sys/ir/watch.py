@@ -80,30 +80,31 @@ class SignatureWatch:
     stops the sample there and continues the *same* sample under the
     grammar fitted to that signature -- the kept tokens replay through the
     new matcher and keep their KV, so the stop costs a few tokens, not a
-    resample. ``signature`` is ``(name, parameters, returns)``;
-    ``good_until`` is the character just after the signature's ``}``.
+    resample. ``schema`` is the fitted generation schema; ``good_until``
+    is the character just after the signature's ``}``.
     Never fires when the signature cannot be fitted (``fitted_ir_schema``
     is None), so such a sample simply runs on.
     """
 
+    _MARK = ',"effects":'
+
     def __init__(self) -> None:
-        self._text: list[str] = []
+        self._text = ""
         self._done = False
         self.problem: str | None = None
         self.good_until: int | None = None
-        self.signature: tuple[str, list, str | None] | None = None
         self.schema: dict | None = None
 
     def feed(self, piece: str) -> bool:
         if self._done:
             return self.problem is not None
-        self._text.append(piece)
-        text = "".join(self._text)
-        at = text.find(',"effects":')
+        searched = max(0, len(self._text) - len(self._MARK) + 1)  # only where the mark could newly end
+        self._text += piece
+        at = self._text.find(self._MARK, searched)
         if at < 0:
             return False
         self._done = True  # one look: the signature is complete, fitted or not
-        self._fit(text, at)
+        self._fit(self._text, at)
         return self.problem is not None
 
     def _fit(self, text: str, end: int) -> None:
@@ -130,8 +131,7 @@ class SignatureWatch:
         schema = fitted_ir_schema(name, params, str(returns) if returns else None)
         if schema is None:
             return
-        self.signature, self.schema = (name, params, returns), schema
-        self.good_until = stop
+        self.schema, self.good_until = schema, stop
         self.problem = f"signature {name}({', '.join(p.name for p in params)}) written: the rest is fitted to it"
 
 
@@ -174,7 +174,8 @@ def salvage_examples(partial_text: str) -> tuple[dict, int] | None:
     if head < 0 or '"holes":' in partial_text[head:]:
         return None
     decoder = json.JSONDecoder()
-    pos, end, kept = head + len(',"examples":['), None, 0
+    first = head + len(',"examples":[')
+    pos, end, kept = first, first, 0
     while True:
         try:
             value, after = decoder.raw_decode(partial_text, pos)
@@ -186,7 +187,7 @@ def salvage_examples(partial_text: str) -> tuple[dict, int] | None:
         if partial_text[after:after + 1] != ",":
             break
         pos = after + 1
-    text = (partial_text[:end] if end is not None else partial_text[:head + len(',"examples":[')]) + '],"holes":[]}'
+    text = partial_text[:end] + '],"holes":[]}'
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:

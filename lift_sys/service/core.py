@@ -591,7 +591,8 @@ class InferenceService:
         resume: Continuation | None = None
         first_grammar = ir_grammar_for(request)  # fitted to the request's def line, if it has one
         can_continue = bool(getattr(self.engine, "can_continue", False))
-        grammar, fit_later, fitting = first_grammar, first_grammar is _IR_GRAMMAR and can_continue, False
+        first_fit = first_grammar is _IR_GRAMMAR and can_continue  # fit to the sample's own signature
+        grammar, fit_later, fitting = first_grammar, first_fit, False
         i = 0
         while i < samples:
             opts = resample_options(options, i)
@@ -620,7 +621,7 @@ class InferenceService:
             except TruncatedOutput as exc:
                 # a loop or a cut: start afresh, signature and all
                 resume, grammar, fitting = None, first_grammar, False
-                fit_later = first_grammar is _IR_GRAMMAR and can_continue
+                fit_later = first_fit
                 if not isinstance(exc, RunawayOutput) and options.max_tokens < _RESAMPLE_TRUNCATION_AT:
                     raise
                 last_truncation, last_truncation_grammar = exc, grammar
@@ -640,7 +641,7 @@ class InferenceService:
             if bad and i + 1 < samples:
                 resampled.append("malformed_predicate: " + "; ".join(b.message for b in bad))
                 resume, grammar, fitting = None, first_grammar, False
-                fit_later = first_grammar is _IR_GRAMMAR and can_continue
+                fit_later = first_fit
                 i += 1
                 continue
             ir_result = self._finish_ir(spec, bad, result, samples=i + 1, resampled=resampled)

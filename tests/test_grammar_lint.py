@@ -81,3 +81,44 @@ def test_keywords_reached_only_through_a_ref_are_linted_with_the_targets_pointer
     with pytest.raises(UnsupportedSchemaError) as err:
         lint_schema(schema, backend)
     assert err.value.detail["keyword"] == keyword and err.value.detail["pointer"] == pointer
+
+
+def test_one_compile_lints_each_schema_once_and_a_refusal_is_raised_fresh_every_time(monkeypatch):
+    """The lint memo: the enforced-mode path used to walk a large schema up to four times."""
+    from lift_sys.generation.grammar import GrammarCache
+    from lift_sys.generation.grammar import lint as lint_module
+    from lift_sys.generation.grammar.conformance import byte_vocabulary
+
+    calls: list[str] = []
+    real = lint_module.lint_schema
+    monkeypatch.setattr(lint_module, "lint_schema", lambda s, b, **kw: (calls.append(b), real(s, b, **kw))[1])
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "not": {"const": 3}}}, "required": ["n"]}
+    compiled = GrammarCache().get(GrammarSpec.json_schema(schema), "llguidance", byte_vocabulary(), relax=True)
+    assert [(r.keyword, r.pointer) for r in compiled.relaxed] == [("not", "/properties/n")]
+    assert calls == ["llguidance", "llguidance"]  # the schema as sent, then the looser one: each once
+
+    spec = GrammarSpec.json_schema(TAGS)
+    errors = []
+    for _ in range(3):
+        with pytest.raises(UnsupportedSchemaError) as info:
+            lint_module.lint_spec(spec, "xgrammar")
+        errors.append(info.value)
+    assert {(e.keyword, e.pointer) for e in errors} == {("uniqueItems", "/properties/tags")}
+    assert all(len(list(__import__("traceback").walk_tb(e.__traceback__))) < 4 for e in errors)  # no growing chain
+
+
+def test_the_lint_memo_tells_our_own_schemas_from_a_callers():
+    """A key registered as ours after a caller's lint is linted again under the trusted rules."""
+    from lift_sys.generation.grammar.lint import TRUSTED_SCHEMAS, lint_spec
+
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": '^[^"]*"?$'}}, "required": ["s"]}
+    spec = GrammarSpec.json_schema(schema)
+    with pytest.raises(UnsupportedSchemaError, match="pattern"):
+        lint_spec(spec, "xgrammar")
+    TRUSTED_SCHEMAS.add(spec.key)
+    try:
+        lint_spec(spec, "xgrammar")  # a narrower grammar is accepted for our own schemas
+    finally:
+        TRUSTED_SCHEMAS.discard(spec.key)
+    with pytest.raises(UnsupportedSchemaError, match="pattern"):
+        lint_spec(spec, "xgrammar")

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from collections import OrderedDict
 from urllib.parse import unquote
 from typing import Any, Iterator
 
-from lift_sys.errors import InvalidRequest, UnsupportedSchemaError
+from lift_sys.errors import InvalidRequest, LiftError, UnsupportedSchemaError
 from lift_sys.generation.grammar.formats import refusal as format_refusal
 from lift_sys.generation.grammar.schema_guard import _escape, check_schema, follow, ref_tokens
 from lift_sys.generation.grammar.type_split import splits_by_type
@@ -222,6 +224,46 @@ TRUSTED_SCHEMAS: set[str] = set()
 """Spec keys of our own schemas (the IR's, the code's): registered by the service. For them a grammar
 *narrower* than the schema is accepted (xgrammar cannot write an escape inside a pattern-constrained
 string); a looser one never is."""
+
+
+_LINTED: "OrderedDict[tuple[str, str, bool], LiftError | None]" = OrderedDict()
+_LINTED_LOCK = threading.Lock()
+_LINTED_MAX = 512
+
+
+def lint_spec(spec: Any, backend: str) -> None:
+    """:func:`lint_schema` for a :class:`GrammarSpec`, remembered per (backend, spec key, trusted).
+
+    Why: one request lints the same schema up to four times (the enforced-mode
+    check, the relaxed schema, the cache miss, the backend's own compile),
+    and on a large schema each lint is a full walk plus the guard's reference
+    and cycle checks -- on MaskBench's slowest 1 % that Python work was about
+    as long as llguidance's compile itself. A refusal is remembered too and
+    raised again, fresh, every time.
+    """
+    if spec.kind != "json_schema":
+        return
+    trusted = spec.key in TRUSTED_SCHEMAS
+    memo_key = (backend, spec.key, trusted)
+    with _LINTED_LOCK:
+        known = _LINTED.get(memo_key, False)
+        if known is not False:
+            _LINTED.move_to_end(memo_key)
+    if known is None:
+        return
+    if known is not False:
+        raise known.with_traceback(None)
+    try:
+        lint_schema(spec.source, backend, trusted=trusted)
+        outcome: LiftError | None = None
+    except LiftError as exc:  # the schema's fault, the same every time
+        outcome = exc
+    with _LINTED_LOCK:
+        _LINTED[memo_key] = outcome
+        while len(_LINTED) > _LINTED_MAX:
+            _LINTED.popitem(last=False)
+    if outcome is not None:
+        raise outcome.with_traceback(None)
 
 
 def lint_schema(schema: Any, backend: str, *, trusted: bool = False) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
 from lift_sys.generation.grammar.formats import restore_formats
-from lift_sys.generation.grammar.lint import TRUSTED_SCHEMAS, lint_schema
+from lift_sys.generation.grammar.lint import lint_spec
 from lift_sys.generation.grammar.type_split import TYPE_KEYWORDS, retarget, split_by_type, splits_by_type
 from lift_sys.generation.grammar.xgrammar_regex import search_as_match
 
@@ -210,8 +210,7 @@ class XGrammarBackend:
             return comp
 
     def lint(self, spec: GrammarSpec) -> None:
-        if spec.kind == "json_schema":
-            lint_schema(spec.source, self.name, trusted=spec.key in TRUSTED_SCHEMAS)
+        lint_spec(spec, self.name)
 
     def wire_schema(self, schema: Any) -> Any:
         return spell_out_any(restore_formats(schema))

@@ -433,3 +433,34 @@ def test_a_length_beside_a_pattern_is_validated_because_llguidance_rejects_valid
     assert sorted((r.keyword, r.pointer) for r in compiled.relaxed) == [("maxLength", "/properties/q"),
                                                                         ("minLength", "/properties/q")]
     assert run_instance(compiled, text, vocab, masked=True).accepted
+
+
+def test_a_long_unanchored_key_pattern_is_trimmed_because_llguidance_fills_its_lexer_on_it(engine):
+    """MaskBench Github_trivial---o78117, decoded as the engine does with the model's tokens: the key
+    pattern ``[A-Za-z0-9-_.:]{1,255}`` (a search) filled llguidance 1.9.1's lexer at the first key; the
+    same search as ``[A-Za-z0-9-_.:]`` (:mod:`search_regex`, an exact rewrite) decodes it."""
+    import llguidance
+    import numpy as np
+
+    from lift_sys.generation.grammar.base import new_bitmask
+    from lift_sys.generation.grammar.llguidance_backend import COMPACT, LLGuidanceBackend, _limits
+
+    vocab = engine.vocabulary()
+    schema = {"type": "object", "patternProperties": {"[A-Za-z0-9-_.:]{1,255}": {"type": "string"}}}
+    text = '{"child1":"https://example.com/child1","child-3":"https://example.com/child-3"}'
+    raw = llguidance.LLMatcher(LLGuidanceBackend()._tokenizer(vocab),
+                               llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=COMPACT),
+                               log_level=0, limits=_limits())
+    mask = new_bitmask(vocab.n_vocab)
+    words = mask.view(np.uint32)
+    for token in vocab.tokenize(text.encode()):
+        raw.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
+        if not (int(words[token >> 5]) >> (token & 31)) & 1 or not raw.consume_token(token):
+            break
+    else:
+        pytest.skip(f"llguidance {llguidance.__version__} decodes it now: the trim is no longer needed")
+    compiled = GrammarCache(max_entries=4).get(GrammarSpec.json_schema(schema), "llguidance", vocab, relax=True)
+    assert compiled.relaxed == ()  # exact: nothing left to validation
+    assert run_instance(compiled, text, vocab, masked=True).accepted
+    assert not run_instance(compiled, '{"ab":1}', vocab, masked=True).accepted  # a matching key: a string
+    assert run_instance(compiled, '{"!!":1}', vocab, masked=True).accepted  # no matching character: any value

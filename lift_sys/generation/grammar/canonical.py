@@ -81,7 +81,11 @@ def _applicable(value: Any, schema: Any, root: Any, valid: Validity, depth: int 
     recursively the same way (measured, llguidance 1.9.1: ``{"anyOf":
     [{c}], "properties": {n}, "allOf": [{b}]}`` accepts ``c, n, b`` and none
     of the 5 other orders; with ``properties`` first, ``n`` comes first;
-    xgrammar puts a ``$ref`` written first first too). ``written_order=False``
+    xgrammar puts a ``$ref`` written first first too). The own keys' place is
+    that of ``properties`` or of ``additionalProperties``, whichever is
+    written first (``{"additionalProperties": false, "anyOf": [{b}],
+    "properties": {a, b}}`` accepts only ``a, b``; MaskBench's
+    Github_medium---o84199). ``written_order=False``
     is the schema-first order llama.cpp's converter uses.
     """
     if not written_order:
@@ -101,7 +105,7 @@ def _applicable(value: Any, schema: Any, root: Any, valid: Validity, depth: int 
         elif key in ("anyOf", "oneOf") and isinstance(sub, list) and sub:
             chosen = next((b for b in sub if _safe_valid(valid, value, b)), sub[0])
             out.extend(_applicable(value, chosen, root, valid, depth + 1))
-        elif key == "properties" and not own:
+        elif key in ("properties", "additionalProperties") and not own:  # either one places the own keys
             out.append(schema)
             own = True
     return out if own else out + [schema]

@@ -18,6 +18,7 @@ from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
 from lift_sys.generation.grammar.formats import restore_formats
 from lift_sys.generation.grammar.lint import lint_spec
+from lift_sys.generation.grammar.search_regex import trim_schema_patterns
 
 # Compact JSON: no whitespace between tokens. Unbounded whitespace lets a
 # small model "think" in spaces until max_tokens; none is the safe default.
@@ -151,7 +152,7 @@ class LLGuidanceBackend:
         lint_spec(spec, self.name)
 
     def wire_schema(self, schema: Any) -> Any:
-        return restore_formats(schema)
+        return trim_schema_patterns(restore_formats(schema))
 
     def grammar_text(self, spec: GrammarSpec) -> str:
         from llguidance import LLMatcher

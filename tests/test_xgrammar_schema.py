@@ -111,3 +111,34 @@ def test_a_long_string_bound_is_left_to_validation_not_compiled():
 def test_a_subschema_of_unknown_keywords_accepts_any_value():
     accepts = _accepts({"type": "array", "items": {"bar": "string"}})
     assert accepts([1, "a", {"b": [None]}]) and not accepts({"a": 1})
+
+
+@requires_xgrammar
+@pytest.mark.parametrize("schema, good, bad", [
+    # MaskBench Github_medium---o30410: xgrammar 0.2.8 wrote the enum and ignored the type beside it
+    ({"type": "object", "properties": {"b": {"enum": ["M", {"k": 1}], "type": "object"}}},
+     [{"b": {"k": 1}}, {}], [{"b": "M"}]),
+    ({"enum": [1, 2, 3, 4], "not": {"const": 3}}, [1, 2, 4], [3]),
+    ({"enum": [[1, 1], [1, 2]], "uniqueItems": True}, [[1, 2]], [[1, 1]]),
+    ({"enum": [{"a": 1}, {"a": 1, "z": 2}], "additionalProperties": False, "properties": {"a": {}}}, [{"a": 1}],
+     [{"a": 1, "z": 2}]),
+    ({"$defs": {"small": {"maximum": 2}}, "enum": [1, 2, 3], "$ref": "#/$defs/small"}, [1, 2], [3]),
+])
+def test_constraints_beside_an_enum_keep_only_the_values_that_meet_them(schema, good, bad):
+    """Refused as written (xgrammar would ignore them); in enforced mode an exact rewrite, nothing left to validation."""
+    with pytest.raises(UnsupportedSchemaError):
+        CACHE.get(GrammarSpec.json_schema(schema), "xgrammar", VOCAB)
+    compiled = CACHE.get(GrammarSpec.json_schema(schema), "xgrammar", VOCAB, relax=True)
+    assert compiled.relaxed and all(r.exact for r in compiled.relaxed)
+    accepts = _accepts(schema, relax=True)
+    assert all(accepts(v) for v in good) and not any(accepts(v) for v in bad)
+
+
+@requires_xgrammar
+def test_an_enum_of_the_declared_type_is_compiled_as_written():
+    """Our own IR schema writes ``{"enum": [...], "type": "string"}``: nothing to refuse or rewrite there."""
+    compiled = CACHE.get(GrammarSpec.json_schema({"enum": ["a", "b"], "type": "string"}), "xgrammar", VOCAB)
+    assert compiled.relaxed == ()
+    with pytest.raises(UnsupportedSchemaError, match="'type'"):
+        CACHE.get(GrammarSpec.json_schema({"enum": ["a", 1], "type": "string"}), "xgrammar", VOCAB)
+    assert _accepts({"enum": [1, 2.0], "type": "integer"})(2)

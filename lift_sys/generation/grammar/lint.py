@@ -107,6 +107,38 @@ _NUMBER_KW = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "mul
 _COUNT_KW = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 
 
+# Beside ``enum``/``const`` xgrammar 0.2.8 writes only the listed values: every other constraint is
+# ignored. Measured: ``{"enum": [1, "a"], "minLength": 3}`` accepted ``"a"`` (JSTS), and MaskBench
+# Github_medium---o30410's ``{"enum": ["MODIFIABLE", ...], "type": "object"}`` accepted ``"MODIFIABLE"``.
+# The relaxer keeps only the values that meet them (an exact rewrite); otherwise they are refused.
+ENUM_BLIND = ("items", "prefixItems", "properties", "required", "additionalProperties", "patternProperties",
+              "propertyNames", "additionalItems", "unevaluatedItems", "unevaluatedProperties", "contains",
+              "minContains", "maxContains", "uniqueItems", "dependentRequired", "dependentSchemas", "dependencies",
+              "not", "if", "then", "else", "$ref")
+
+_JSON_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer(),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def values_have_type(node: dict[str, Any]) -> bool:
+    """Whether every value ``enum``/``const`` lists is of the node's ``type`` (False if unsure)."""
+    kind = node.get("type")
+    kinds = [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else None
+    if not kinds or not all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
+        return False
+    values = [node["const"]] if "const" in node else node.get("enum")
+    if not isinstance(values, list):
+        return False
+    return all(any(_JSON_TYPES[k](v) for k in kinds) for v in values)
+
+
 def _xgrammar_drops(node: dict[str, Any], top: bool = False, trusted: bool = False) -> tuple[str, str] | None:
     """(keyword, reason) xgrammar 0.2.8 would silently ignore in ``node``, or None.
 
@@ -132,9 +164,11 @@ def _xgrammar_drops(node: dict[str, Any], top: bool = False, trusted: bool = Fal
         if missing:
             return "required", f"xgrammar ignores required properties not listed in 'properties' ({missing[0]!r})"
     if "enum" in node or "const" in node:
-        for keyword in _STRING_KW + _NUMBER_KW + _COUNT_KW + ("items", "prefixItems", "properties", "required"):
+        for keyword in _STRING_KW + _NUMBER_KW + _COUNT_KW + ENUM_BLIND:
             if keyword in node:
                 return keyword, "xgrammar ignores constraints next to 'enum'/'const'"
+        if "type" in node and not values_have_type(node):
+            return "type", "xgrammar ignores 'type' next to 'enum'/'const', and a listed value is not of that type"
     for applicator in ("anyOf", "oneOf", "allOf"):
         beside = applicator_siblings(node, applicator)
         if beside:

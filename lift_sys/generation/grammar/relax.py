@@ -38,7 +38,8 @@ from lift_sys.generation.grammar import formats
 from lift_sys.generation.grammar.type_split import splits_by_type
 from lift_sys.generation.grammar.xgrammar_regex import xgrammar_pattern_gap
 from lift_sys.generation.grammar.lint import (XGRAMMAR_MAX_LENGTH_BOUND, _EXTRA, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
-                                             _STRING_KW, _escape, applicator_siblings)
+                                             _STRING_KW, ENUM_BLIND, _escape, applicator_siblings,
+                                             values_have_type)
 
 # Keywords whose removal only loosens the grammar (never a reference, never a bound the grammar enforces).
 RELAXABLE = frozenset(set(_NEVER) - {"$dynamicRef", "$recursiveRef"}) | {
@@ -120,6 +121,17 @@ class _Relaxer:
             raise _NotRelaxable(keyword, _ptr(path), "a $ref points into it, so it cannot be left to validation")
         del node[keyword]
         self.note(keyword, path, reason)
+
+    def check(self, value: Any, sub: Any) -> bool | None:
+        """Whether ``value`` is valid against ``sub`` (in this document), None if the validator cannot tell."""
+        if self._validity is None:
+            from lift_sys.generation.grammar.conformance import subschema_validity
+
+            self._validity = subschema_validity(self.root_original)
+        try:
+            return bool(self._validity(value, sub))
+        except Exception:  # noqa: BLE001 - an unreadable subschema
+            return None
 
     def valid(self, value: Any, sub: Any) -> bool:
         if self._validity is None:
@@ -276,23 +288,33 @@ class _Relaxer:
         self.note("patternProperties", path, "read as additional properties; the patterns are checked by validation")
 
     def xgrammar_enum(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        """Keep only the listed values that meet the keywords beside them; those keywords go (exact).
+
+        xgrammar writes only the values of an ``enum``/``const`` and ignores
+        everything beside it (:data:`.lint.ENUM_BLIND`), so the values are
+        checked against the rest of the subschema here, by the reference
+        validator. If a value cannot be checked, or a reference points into
+        what would go, the node is left to the lint's refusal.
+        """
         if "enum" not in node and "const" not in node:
             return
-        siblings = [k for k in node if k in _STRING_KW + _NUMBER_KW + (
-            "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "items", "prefixItems",
-            "properties", "required")]
-        if not siblings:
+        siblings = [k for k in node if k in _STRING_KW + _NUMBER_KW + ENUM_BLIND + (
+            "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")]
+        if "type" in node and not values_have_type(node):
+            siblings.append("type")
+        if not siblings or any(self.referenced_under((*path, k)) for k in siblings):
             return
         rest = {k: v for k, v in node.items() if k not in ("enum", "const")}
-        if "const" in node:
-            if not self.valid(node["const"], rest):
-                return  # unsatisfiable: the lint's refusal stands
-        else:
-            if not isinstance(node["enum"], list):
-                return
-            kept = [v for v in node["enum"] if self.valid(v, rest)]
-            if not kept:
-                return
+        values = [node["const"]] if "const" in node else node["enum"]
+        if not isinstance(values, list):
+            return
+        verdicts = [self.check(v, rest) for v in values]
+        if None in verdicts:
+            return  # a sibling the validator cannot read: the lint's refusal stands
+        kept = [v for v, ok in zip(values, verdicts) if ok]
+        if not kept:
+            return  # unsatisfiable: the lint's refusal stands
+        if "const" not in node:
             node["enum"] = kept
         for k in siblings:
             del node[k]

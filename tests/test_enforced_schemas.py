@@ -89,8 +89,8 @@ def test_exact_rewrites_need_no_validation(backend):
     _, compiled = _compile(tagged, backend)
     assert [(r.keyword, r.exact) for r in compiled.relaxed] == [("oneOf", True)]
     assert not compiled.validation_needed
-    _, compiled = _compile({"type": "string", "maxLength": 3.0}, backend)
-    assert [(r.keyword, r.exact) for r in compiled.relaxed] == [("maxLength", True)]
+    _, compiled = _compile({"type": "array", "maxItems": 3.0}, backend)
+    assert [(r.keyword, r.exact) for r in compiled.relaxed] == [("maxItems", True)]
 
 
 @requires_xgrammar

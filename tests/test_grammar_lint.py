@@ -33,7 +33,7 @@ def test_a_length_beside_a_pattern_is_refused_exact_and_left_to_validation_enfor
     relaxed, done = relax_schema(schema, backend)
     assert relaxed["properties"]["q"] == {"type": "string", "pattern": "^[a-z]+$"}
     assert [(r.keyword, r.pointer, r.exact) for r in done] == [("maxLength", "/properties/q", False)]
-    lint_schema({"type": "string", "maxLength": 5}, backend)  # a length alone stays in the grammar
+    lint_schema({"type": "string", "maxLength": 5}, backend, trusted=True)  # a length alone stays (xgrammar: ours only)
 
 
 @pytest.mark.parametrize(
@@ -122,3 +122,21 @@ def test_the_lint_memo_tells_our_own_schemas_from_a_callers():
         TRUSTED_SCHEMAS.discard(spec.key)
     with pytest.raises(UnsupportedSchemaError, match="pattern"):
         lint_spec(spec, "xgrammar")
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "xgrammar"])
+def test_two_property_orders_are_two_grammars(backend):
+    """The compile cache's key kept sorted keys: a second caller's ``{q, p}`` was served the grammar compiled
+    for ``{p, q}`` and its own order rejected (MaskBench Github_easy---o81583 after an earlier schema)."""
+    if backend == "xgrammar":
+        pytest.importorskip("xgrammar")
+    from lift_sys.generation.grammar import GrammarCache
+    from lift_sys.generation.grammar.conformance import byte_vocabulary, run_instance
+
+    s = {"type": "string"}
+    first = GrammarSpec.json_schema({"type": "object", "properties": {"p": s, "q": s}, "additionalProperties": False})
+    second = GrammarSpec.json_schema({"type": "object", "properties": {"q": s, "p": s}, "additionalProperties": False})
+    assert first.key != second.key and len(second.key) == 64  # the whole sha256: shared entries must not collide
+    cache, vocab = GrammarCache(), byte_vocabulary()
+    assert run_instance(cache.get(first, backend, vocab), '{"p":"1","q":"2"}', vocab).accepted
+    assert run_instance(cache.get(second, backend, vocab), '{"q":"1","p":"2"}', vocab).accepted

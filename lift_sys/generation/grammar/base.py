@@ -70,13 +70,17 @@ class GrammarSpec:
     def key(self) -> str:
         """Stable hash of the constraint, for the compile cache.
 
-        Computed once per spec (canonical JSON + sha256 of a large schema is
+        Computed once per spec (the JSON as written + sha256 of a large schema is
         ~0.1 ms, paid on every request otherwise); a spec is immutable.
         """
         cached = self.__dict__.get("_key")
         if cached is None:
-            text = json.dumps(self.source, sort_keys=True) if self.kind == "json_schema" else str(self.source)
-            cached = hashlib.sha256(f"{self.kind}\0{text}".encode()).hexdigest()[:16]
+            # Key order is part of the constraint: a grammar writes properties in the order given (and
+            # llguidance merges in the order keywords are written), so two orders are two grammars -- with
+            # sorted keys, a second caller's {b, a} was served the grammar compiled for {a, b}. The whole
+            # digest: a cached grammar and validator are shared across callers, so a key must not collide.
+            text = json.dumps(self.source) if self.kind == "json_schema" else str(self.source)
+            cached = hashlib.sha256(f"{self.kind}\0{text}".encode()).hexdigest()
             object.__setattr__(self, "_key", cached)
         return cached
 

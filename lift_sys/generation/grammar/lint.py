@@ -116,6 +116,10 @@ ENUM_BLIND = ("items", "prefixItems", "properties", "required", "additionalPrope
               "minContains", "maxContains", "uniqueItems", "dependentRequired", "dependentSchemas", "dependencies",
               "not", "if", "then", "else", "$ref")
 
+# Every constraining keyword; xgrammar 0.2.8 drops all of them beside a ``$ref`` (unknown keys are data).
+REF_BLIND = tuple(k for k in ENUM_BLIND if k != "$ref") + _STRING_KW + _NUMBER_KW + _COUNT_KW + (
+    "type", "enum", "const", "anyOf", "oneOf", "allOf")
+
 _JSON_TYPES: dict[str, Any] = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer(),
@@ -125,6 +129,17 @@ _JSON_TYPES: dict[str, Any] = {
     "array": lambda v: isinstance(v, list),
     "object": lambda v: isinstance(v, dict),
 }
+
+
+_BOUND_KW = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+# Measured on xgrammar 0.2.8, byte vocabulary (MaskBench, full run): a string with a length bound never
+# has an escape written in it (``{"type": "string", "minLength": 1}`` rejected ``"a\\"b"`` and
+# ``"a\\nb"``: Github_hard---o34341's HTML template, JsonSchemaStore---strings' "\\nUsage"), and a
+# number with a bound has at most 6 decimals and no exponent (``{"type": "number", "minimum": 0,
+# "maximum": 1}`` rejected ``0.0160425``: Github_medium---o3914). Valid values lost, so a caller's
+# schema leaves them to validation; our own schemas accept the narrower grammar.
+XGRAMMAR_LENGTH_ESCAPES = "xgrammar writes no escape (\\\", \\n, \\u...) inside a length-bounded string"
+XGRAMMAR_NUMBER_BOUND = "xgrammar writes a bounded number with at most 6 decimals and no exponent"
 
 
 def values_have_type(node: dict[str, Any]) -> bool:
@@ -163,12 +178,29 @@ def _xgrammar_drops(node: dict[str, Any], top: bool = False, trusted: bool = Fal
         missing = [r for r in required if r not in declared]
         if missing:
             return "required", f"xgrammar ignores required properties not listed in 'properties' ({missing[0]!r})"
+    if not trusted:
+        for keyword in ("minLength", "maxLength"):
+            if keyword in node:
+                return keyword, XGRAMMAR_LENGTH_ESCAPES
+    bounds = [k for k in _BOUND_KW if k in node]
+    if bounds:
+        kinds = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+        if ("number" in kinds or None in kinds) and not trusted:  # untyped: split, a number branch
+            return bounds[0], XGRAMMAR_NUMBER_BOUND
+        for keyword in bounds:
+            value = node[keyword]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+                return keyword, "xgrammar cannot compile a bound beyond 64-bit integers"
     if "enum" in node or "const" in node:
         for keyword in _STRING_KW + _NUMBER_KW + _COUNT_KW + ENUM_BLIND:
             if keyword in node:
                 return keyword, "xgrammar ignores constraints next to 'enum'/'const'"
         if "type" in node and not values_have_type(node):
             return "type", "xgrammar ignores 'type' next to 'enum'/'const', and a listed value is not of that type"
+    if "$ref" in node:
+        beside = [k for k in node if k in REF_BLIND]
+        if beside:  # measured: {"$ref": .., "properties": {"name": {"type": "string"}}} accepted {"name": 1}
+            return "$ref", f"xgrammar drops the keywords beside a $ref ({beside[0]!r})"
     for applicator in ("anyOf", "oneOf", "allOf"):
         beside = applicator_siblings(node, applicator)
         if beside:

@@ -37,7 +37,7 @@ from lift_sys.generation.grammar.schema_guard import MISSING, follow, pointer_to
 from lift_sys.generation.grammar import formats
 from lift_sys.generation.grammar.type_split import splits_by_type
 from lift_sys.generation.grammar.xgrammar_regex import xgrammar_pattern_gap
-from lift_sys.generation.grammar.lint import (XGRAMMAR_MAX_LENGTH_BOUND, _EXTRA, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
+from lift_sys.generation.grammar.lint import (REF_BLIND, XGRAMMAR_LENGTH_ESCAPES, XGRAMMAR_NUMBER_BOUND, _BOUND_KW, _EXTRA, _LENGTH_BESIDE_PATTERN, _LOOKAROUND, _NEVER, _NUMBER_KW,
                                              _STRING_KW, ENUM_BLIND, _escape, applicator_siblings,
                                              values_have_type)
 
@@ -48,6 +48,7 @@ RELAXABLE = frozenset(set(_NEVER) - {"$dynamicRef", "$recursiveRef"}) | {
 # Named by a backend's *compile* error (after the lint passed): relaxed the same way, one at a time.
 COMPILE_RELAXABLE = frozenset({"pattern", "format", "patternProperties", "multipleOf", "oneOf"})
 MAX_COMPILE_RELAXATIONS = 4
+_MAX_INLINED = 64_000  # a schema's $ref targets copied beside their siblings, in bytes of JSON (xgrammar)
 
 _KNOWN = frozenset({
     "additionalProperties", "items", "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
@@ -105,6 +106,7 @@ class _Relaxer:
         self.refs = _ref_targets(root)
         self.done: list[Relaxation] = []
         self._validity: Callable[[Any, Any], bool] | None = None
+        self._inlined = 0  # bytes of $ref targets copied in (xgrammar), bounded by _MAX_INLINED
 
     # -- helpers
     def note(self, keyword: str, path: tuple[str, ...], reason: str, exact: bool = False) -> None:
@@ -195,6 +197,10 @@ class _Relaxer:
                 if not (isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1):
                     break
                 self.xgrammar_allof(node, path)
+            for _ in range(4):  # a target that is itself a $ref with keywords beside it
+                if "$ref" not in node:
+                    break
+                self.xgrammar_ref(node, path)
             for applicator in ("anyOf", "oneOf", "allOf"):
                 if applicator_siblings(node, applicator):
                     # the keywords beside it are what xgrammar keeps if the applicator goes: a looser grammar
@@ -343,11 +349,50 @@ class _Relaxer:
         self.note("allOf", path, "merged into one subschema" + ("; conflicting keywords checked by validation"
                                                                   if merged else "; checked by validation"))
 
+    def xgrammar_ref(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
+        """A ``$ref`` with keywords beside it: its target merged in, or the keywords left to validation.
+
+        Measured (xgrammar 0.2.8): the keywords beside a ``$ref`` are dropped
+        -- ``{"$ref": "#/$defs/p", "properties": {"name": {"type": "string"}},
+        "additionalProperties": false}`` accepted ``{"name": 1}`` and ``{"zzz":
+        1}`` (a fail-open the suites had not hit), and wrote ``name`` only after
+        the target's properties (MaskBench Github_hard---o32922, a merged
+        ``allOf``). A target that is small and not an ancestor is copied in and
+        merged as an ``allOf`` is (a looser grammar: conflicts go to
+        validation); otherwise the keywords beside it go to validation and the
+        grammar is the target's alone, which admits every valid value.
+        """
+        ref = node.get("$ref")
+        beside = [k for k in node if k in REF_BLIND]
+        if not isinstance(ref, str) or not beside:
+            return
+        target_path = ref_tokens(ref)
+        target = follow(self.root, target_path) if target_path is not None else MISSING
+        if isinstance(target, dict) and target_path is not None and path[:len(target_path)] != target_path \
+                and self._inlined + len(json.dumps(target)) <= _MAX_INLINED and not self.referenced_under((*path, "$ref")):
+            self._inlined += len(json.dumps(target))
+            del node["$ref"]
+            node["allOf"] = [*(node.get("allOf") or [])] if isinstance(node.get("allOf"), list) else []
+            node["allOf"].append(copy.deepcopy(target))
+            if len(node["allOf"]) == 1:
+                node["allOf"].append({})
+            self.xgrammar_allof(node, path)
+            self.done[-1] = Relaxation("$ref", _ptr(path), "xgrammar drops the keywords beside a $ref: its target "
+                                       "merged in; checked by validation")
+            return
+        for keyword in beside:
+            self.remove(node, path, keyword, "xgrammar drops the keywords beside a $ref; checked by validation")
+
     def xgrammar_untyped(self, node: dict[str, Any], path: tuple[str, ...]) -> None:
-        for keyword in ("minLength", "maxLength"):
-            bound = node.get(keyword)
-            if isinstance(bound, int) and bound > XGRAMMAR_MAX_LENGTH_BOUND:
-                self.remove(node, path, keyword, "xgrammar's compile time grows with a string length bound; "
+        for keyword in ("minLength", "maxLength"):  # a caller's schema: never compiled into xgrammar
+            self.remove(node, path, keyword, XGRAMMAR_LENGTH_ESCAPES + "; checked by validation")
+        kinds = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+        for keyword in _BOUND_KW:
+            value = node.get(keyword)
+            if "number" in kinds or None in kinds:  # untyped: split by type, a number branch among them
+                self.remove(node, path, keyword, XGRAMMAR_NUMBER_BOUND + "; checked by validation")
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+                self.remove(node, path, keyword, "xgrammar cannot compile a bound beyond 64-bit integers; "
                             "checked by validation")
         if "type" not in node and not splits_by_type(node, top=path == ()):  # a split one has its types
             for keyword in _STRING_KW + _NUMBER_KW + ("minItems", "maxItems"):

@@ -22,6 +22,7 @@ from lift_sys.errors import GrammarCompileError
 from lift_sys.generation.grammar.base import CompiledGrammar, GrammarSpec, Vocabulary, clean_backend_message, new_bitmask
 from lift_sys.generation.grammar.formats import restore_formats
 from lift_sys.generation.grammar.lint import lint_spec
+from lift_sys.generation.grammar.schema_guard import ref_tokens
 from lift_sys.generation.grammar.type_split import TYPE_KEYWORDS, retarget, split_by_type, splits_by_type
 from lift_sys.generation.grammar.xgrammar_regex import search_as_match
 
@@ -39,6 +40,37 @@ _MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions", "depende
 _CONSTRAINING = frozenset({"type", "enum", "const", "$ref", "$dynamicRef", "$recursiveRef", "anyOf", "oneOf", "allOf",
                            "not", "if", "then", "else", *TYPE_KEYWORDS["object"], *TYPE_KEYWORDS["array"],
                            *TYPE_KEYWORDS["string"], *TYPE_KEYWORDS["number"]})
+
+
+ORDER_MARK = "x-lift-order"
+
+
+def keep_property_orders(schema: Any) -> Any:
+    """``schema`` with each object subschema's property order written into it as an unknown keyword.
+
+    Measured (xgrammar 0.2.8): within one schema it reuses one rule for
+    object subschemas that are equal as *sets*, in the order of the first one
+    it saw. So ``{"properties": {b, a}}`` was written ``a, b`` beside a
+    ``{"properties": {a, b}}`` (MaskBench Github_hard---o7313, 8 more in the
+    full run): valid instances rejected in the order their schema gives. An
+    unknown keyword holding the order keeps them apart (``title`` and
+    ``description`` do not); it means nothing to a validator. Exact: no
+    language changes.
+    """
+    if isinstance(schema, list):
+        return [keep_property_orders(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    node: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _MAP_KEYS and isinstance(value, dict):  # names, then subschemas
+            node[key] = {name: keep_property_orders(sub) for name, sub in value.items()}
+        else:
+            node[key] = value if key in _DATA_KEYS else keep_property_orders(value)
+    props = node.get("properties")
+    if isinstance(props, dict) and len(props) > 1:
+        node[ORDER_MARK] = json.dumps(list(props))
+    return node
 
 
 def spell_out_any(schema: Any) -> Any:
@@ -64,7 +96,7 @@ def spell_out_any(schema: Any) -> Any:
     prefix = "x-lift-typed"
     while any(name.startswith(prefix) for name in taken):
         prefix += "-"
-    speller = _Speller(prefix)
+    speller = _Speller(prefix, _ref_targets(schema))
     root = speller.spell(schema, (), (), top=True)
     if isinstance(root, dict):
         root = dict(root)
@@ -78,15 +110,35 @@ def _types(node: dict) -> set[str]:
 
 
 Path = tuple[str, ...]
+_SPELLED = frozenset({*_VALUE_KEYS, *_LIST_KEYS, *_MAP_KEYS})
+_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _ref_targets(schema: Any) -> frozenset[Path]:
+    """The paths every same-document ``$ref`` in ``schema`` points at."""
+    out: set[Path] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            target = ref_tokens(node["$ref"]) if isinstance(node.get("$ref"), str) else None
+            if target is not None:
+                out.add(tuple(target))
+            stack.extend(v for k, v in node.items() if k not in _DATA_KEYS and isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    return frozenset(out)
 
 
 class _Speller:
     """One pass of :func:`spell_out_any`: the moved paths (old -> new) and the hoisted branches."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, targets: frozenset[Path] = frozenset()) -> None:
         self.prefix = prefix
         self.moves: dict[Path, Path] = {}
         self.defs: dict[str, Any] = {}
+        self.targets = targets  # every $ref target: one under a key no draft defines is spelled out too
+        self.leads = frozenset(t[:i] for t in targets for i in range(1, len(t) + 1))
 
     def spell(self, node: Any, old: Path, new: Path, top: bool = False) -> Any:
         """``node`` (at ``old`` in the caller's schema, ``new`` in the result) spelled out."""
@@ -143,7 +195,23 @@ class _Speller:
         for key in _MAP_KEYS:
             if isinstance(node.get(key), dict):
                 node[key] = {k: self.spell(v, (*old, key, k), (*new, key, k)) for k, v in node[key].items()}
+        for key in node:
+            if key not in _SPELLED and key not in _DATA_KEYS and (*old, key) in self.leads:
+                node[key] = self.unknown(node[key], (*old, key), (*new, key))
         return node
+
+    def unknown(self, value: Any, old: Path, new: Path) -> Any:
+        """Under a key no draft defines: a ``$ref`` target is a subschema (MaskBench Github_hard---o69761's
+        ``#/ContextValue``, whose ``{"type": "object"}`` xgrammar wrote with its own ``", "``), the rest data."""
+        if old in self.targets:
+            return self.spell(value, old, new)
+        if isinstance(value, dict):
+            return {k: self.unknown(v, (*old, k), (*new, k)) if (*old, k) in self.leads else v
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.unknown(v, (*old, str(i)), (*new, str(i))) if (*old, str(i)) in self.leads else v
+                    for i, v in enumerate(value)]
+        return value
 
 
 class XGrammarMatcher:
@@ -213,7 +281,7 @@ class XGrammarBackend:
         lint_spec(spec, self.name)
 
     def wire_schema(self, schema: Any) -> Any:
-        return spell_out_any(restore_formats(schema))
+        return keep_property_orders(spell_out_any(restore_formats(schema)))
 
     def compile(self, spec: GrammarSpec, vocab: Vocabulary) -> CompiledGrammar:
         import xgrammar as xgr

@@ -31,6 +31,7 @@ from lift_sys.errors import (
     OutputValidationError,
     RunawayOutput,
     SchemaNotEnforced,
+    SchemaRefused,
     TruncatedOutput,
 )
 from lift_sys.generation.engines.base import (
@@ -315,6 +316,10 @@ def guard_spec(spec: GrammarSpec) -> GrammarSpec:
     """
     if spec.kind != "json_schema":
         return spec
+    if spec.source is True:  # a boolean schema (any draft since 6): any value, which {} says to every backend
+        return GrammarSpec.json_schema({})
+    if spec.source is False:
+        raise SchemaRefused("false", "", "the schema is false: no value is valid, so there is nothing to generate")
     clean = sanitize_schema(spec.source, spec.key)
     return spec if clean is spec.source else GrammarSpec.json_schema(clean)
 

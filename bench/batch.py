@@ -242,6 +242,24 @@ def _column(kind: str, *, levels: list[int], slots: int, flash_attn: bool, model
     """One column of the table, measured in this process (see :func:`run_batch_bench` for why alone)."""
     spec = get_model(model)
     path = ensure_model(spec)
+    if kind == "ceiling_engine":
+        # The kernels the batched engine runs: unrepacked weights *and* the untiled matmul (make_batch_invariant,
+        # read once at the process's first matmul -- hence a process of its own). Measured on Zen 4 (2 cores,
+        # 0.5B, 8 rows after 100 tokens): untiled 107 tok/s vs tiled 87 unrepacked / 97 repacked; on the Xeon
+        # untiled was the slower one. A ceiling without it was not the engine's.
+        import llama_cpp
+        from llama_cpp import _internals
+
+        from lift_sys.generation.engines.batch import make_batch_invariant
+
+        make_batch_invariant()
+        mp = llama_cpp.llama_model_default_params()
+        mp.use_extra_bufts = False
+        m = _internals.LlamaModel(path_model=str(path), params=mp, verbose=False)
+        n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(m.model))
+        result = {"fa_on_engine_kernels": raw_ceiling(m, n_vocab, levels, flash_attn=True)}
+        m.close()
+        return {k: {str(n): v for n, v in d.items()} for k, d in result.items()}
     if kind == "ceiling":
         import llama_cpp
         from llama_cpp import _internals
@@ -323,6 +341,7 @@ def run_batch_bench(
     common = dict(levels=levels, slots=slots, flash_attn=flash_attn, model=model, sustained_s=sustained_s)
     console.print(f"raw llama_decode ceiling ({spec.name}; flash attention on/off, weights repacked or not)")
     ceiling_s = _in_child("ceiling", sustained=[], **common)
+    ceiling_s.update(_in_child("ceiling_engine", sustained=[], **common))
     ceiling = {k: {int(n): v for n, v in d.items()} for k, d in ceiling_s.items()}
     console.print(f"batched engine, slots={slots}")
     columns = [_in_child("batched", sustained=steady_levels, **common)]
@@ -365,6 +384,11 @@ def _targets(runs: dict[str, dict[int, dict[str, Any]]], ceiling: dict[str, dict
         out["sustained_x8_share_of_ceiling"] = steady[8]["tok_s"] / raw8 if raw8 else None
         raw8u = ceiling.get("fa_on_unrepacked", {}).get(8, {}).get("tok_s")  # the weights the engine runs
         out["sustained_x8_share_of_unrepacked_ceiling"] = steady[8]["tok_s"] / raw8u if raw8u else None
+        engine = ceiling.get("fa_on_engine_kernels", {})
+        raw8e = engine.get(8, {}).get("tok_s")  # the weights *and* matmul kernels the engine runs
+        out["sustained_x8_share_of_engine_kernel_ceiling"] = steady[8]["tok_s"] / raw8e if raw8e else None
+        if raw8e and engine.get(1, {}).get("tok_s"):
+            out["engine_kernel_ceiling_x8_vs_x1"] = raw8e / engine[1]["tok_s"]
     if one and 8 in b:
         out["x8_vs_single_stream"] = b[8]["agg_tok_s"] / one["agg_tok_s"] if one["agg_tok_s"] else None
         out["x8_vs_single_stream_target"] = 2.0
@@ -397,6 +421,11 @@ def _print_table(results: dict[str, Any], console: Console) -> None:
                       "100", "", "", "", "", str(c), "")
         table.add_row("", "raw FA off", f"{raw_off['tok_s']:.1f}",
                       f"{raw_off['tok_s'] / ceiling['fa_off'][first]['tok_s']:.2f}", "", "", "", "", "", str(c), "")
+        kernels = ceiling.get("fa_on_engine_kernels")
+        if kernels and str(c) in kernels:  # unrepacked, untiled: what the batched engine runs
+            raw_eng = kernels[str(c)]
+            table.add_row("", "raw engine's", f"{raw_eng['tok_s']:.1f}",
+                          f"{raw_eng['tok_s'] / kernels[first]['tok_s']:.2f}", "", "", "", "", "", str(c), "")
         for name, runs in results["runs"].items():
             r = runs[str(c)]
             base = runs[first]["agg_tok_s"] or 1.0

@@ -403,21 +403,14 @@ def test_a_refusal_after_a_mask_rebuilds_the_shared_lexer_for_the_next_matcher()
     assert fresh.accept(VOCAB.tokenize(b"1")[0])
 
 
-def test_a_length_beside_a_pattern_is_validated_because_llguidance_rejects_valid_strings_there(engine):
-    """The reason for relaxing it, decoded as the engine does (a mask before every token) with the model's
-    tokens (byte tokens do not show it): llguidance 1.9.1 intersects MaskBench's word-count pattern with
-    maxLength 5000 and fails at the 2nd word, "too many expressions constructed"."""
+def _raw_llguidance_decodes(vocab, schema, text) -> bool:
+    """Whether llguidance itself, given ``schema`` as written, decodes ``text`` as the engine does (a mask first)."""
     import llguidance
     import numpy as np
 
     from lift_sys.generation.grammar.base import new_bitmask
     from lift_sys.generation.grammar.llguidance_backend import COMPACT, LLGuidanceBackend, _limits
 
-    vocab = engine.vocabulary()
-    schema = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^$|(^(?:\\S+\\s+){0,99}\\S+$)",
-                                                     "minLength": 1, "maxLength": 5000}}}
-    text = '{"q":"What is the meaning of life?"}'
-    assert jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
     raw = llguidance.LLMatcher(LLGuidanceBackend()._tokenizer(vocab),
                                llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=COMPACT),
                                log_level=0, limits=_limits())
@@ -426,8 +419,22 @@ def test_a_length_beside_a_pattern_is_validated_because_llguidance_rejects_valid
     for token in vocab.tokenize(text.encode()):
         raw.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
         if not (int(words[token >> 5]) >> (token & 31)) & 1 or not raw.consume_token(token):
-            break
-    else:
+            return False
+    return True
+
+
+def test_a_length_beside_a_pattern_is_validated_because_llguidance_rejects_valid_strings_there(engine):
+    """The reason for relaxing it, decoded as the engine does (a mask before every token) with the model's
+    tokens (byte tokens do not show it): llguidance 1.9.1 intersects MaskBench's word-count pattern with
+    maxLength 5000 and fails at the 2nd word, "too many expressions constructed"."""
+    import llguidance
+
+    vocab = engine.vocabulary()
+    schema = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^$|(^(?:\\S+\\s+){0,99}\\S+$)",
+                                                     "minLength": 1, "maxLength": 5000}}}
+    text = '{"q":"What is the meaning of life?"}'
+    assert jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+    if _raw_llguidance_decodes(vocab, schema, text):
         pytest.skip(f"llguidance {llguidance.__version__} decodes it now: the relaxation can go")
     compiled = GrammarCache(max_entries=4).get(GrammarSpec.json_schema(schema), "llguidance", vocab, relax=True)
     assert sorted((r.keyword, r.pointer) for r in compiled.relaxed) == [("maxLength", "/properties/q"),
@@ -440,24 +447,11 @@ def test_a_long_unanchored_key_pattern_is_trimmed_because_llguidance_fills_its_l
     pattern ``[A-Za-z0-9-_.:]{1,255}`` (a search) filled llguidance 1.9.1's lexer at the first key; the
     same search as ``[A-Za-z0-9-_.:]`` (:mod:`search_regex`, an exact rewrite) decodes it."""
     import llguidance
-    import numpy as np
-
-    from lift_sys.generation.grammar.base import new_bitmask
-    from lift_sys.generation.grammar.llguidance_backend import COMPACT, LLGuidanceBackend, _limits
 
     vocab = engine.vocabulary()
     schema = {"type": "object", "patternProperties": {"[A-Za-z0-9-_.:]{1,255}": {"type": "string"}}}
     text = '{"child1":"https://example.com/child1","child-3":"https://example.com/child-3"}'
-    raw = llguidance.LLMatcher(LLGuidanceBackend()._tokenizer(vocab),
-                               llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=COMPACT),
-                               log_level=0, limits=_limits())
-    mask = new_bitmask(vocab.n_vocab)
-    words = mask.view(np.uint32)
-    for token in vocab.tokenize(text.encode()):
-        raw.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
-        if not (int(words[token >> 5]) >> (token & 31)) & 1 or not raw.consume_token(token):
-            break
-    else:
+    if _raw_llguidance_decodes(vocab, schema, text):
         pytest.skip(f"llguidance {llguidance.__version__} decodes it now: the trim is no longer needed")
     compiled = GrammarCache(max_entries=4).get(GrammarSpec.json_schema(schema), "llguidance", vocab, relax=True)
     assert compiled.relaxed == ()  # exact: nothing left to validation

@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 from lift_sys.generation.grammar.schema_guard import _DATA, _MAPS
+from lift_sys.generation.grammar.xgrammar_regex import anchored_branches
 
 _QUANT = re.compile(r"(?:(?P<plus>\+)|(?P<star>\*)|(?P<opt>\?)|\{(?P<min>\d+)(?P<comma>,)?(?P<max>\d*)\})(?P<lazy>\?)?")
 _PLAIN_ESCAPES = set("dDwWsStnrfv.\\/-^$|?*+()[]{}\"'")
@@ -128,47 +129,17 @@ def _minimum(quant: str) -> str | None:
     return "" if low == 1 else "{%d}" % low
 
 
-def _branches(pattern: str) -> list[str] | None:
-    out, start, depth, i = [], 0, 0, 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":
-            end = _class_end(pattern, i)
-            if end is None:
-                return None
-            i = end
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c == "|" and depth == 0:
-            out.append(pattern[start:i])
-            start = i + 1
-        i += 1
-    return None if depth else [*out, pattern[start:]]
-
-
 def trim_search_repeats(pattern: str) -> str:
     """``pattern`` with each repeat at an unanchored end of a top-level branch cut to its minimum.
 
     ``[A-Z]{1,255}`` -> ``[A-Z]``; ``^ab+`` -> ``^ab``; ``x{2,}y$`` -> ``x{2}y$``;
     ``^a{1,5}$`` unchanged (anchored at both ends, the count matters).
     """
-    branches = _branches(pattern)
+    branches = anchored_branches(pattern)
     if branches is None:
         return pattern
     out = []
-    for branch in branches:
-        start = branch.startswith("^")
-        core = branch[1:] if start else branch
-        end = core.endswith("$") and (len(core[:-1]) - len(core[:-1].rstrip("\\"))) % 2 == 0
-        core = core[:-1] if end else core
+    for start, core, end in branches:
         atoms = _atoms(core)
         if atoms is None:
             return pattern

@@ -84,8 +84,8 @@ def _ends_with_anchor(branch: str) -> bool:
     return slashes % 2 == 0
 
 
-def search_as_match(pattern: str) -> str | None:
-    """``pattern`` (a search) as a regex whose *whole-string* match accepts the same strings; None if unsure."""
+def anchored_branches(pattern: str) -> list[tuple[bool, str, bool]] | None:
+    """Each top-level branch as (anchored at the start, the rest, anchored at the end); None if unbalanced."""
     branches = _branches(pattern)
     if branches is None:
         return None
@@ -94,7 +94,17 @@ def search_as_match(pattern: str) -> str | None:
         start = branch.startswith("^")
         core = branch[1:] if start else branch
         end = _ends_with_anchor(core)
-        core = core[:-1] if end else core
+        out.append((start, core[:-1] if end else core, end))
+    return out
+
+
+def search_as_match(pattern: str) -> str | None:
+    """``pattern`` (a search) as a regex whose *whole-string* match accepts the same strings; None if unsure."""
+    branches = anchored_branches(pattern)
+    if branches is None:
+        return None
+    out = []
+    for start, core, end in branches:
         if _anchors_inside(core):
             return None
         out.append(("" if start else ANY) + "(?:" + core + ")" + ("" if end else ANY))

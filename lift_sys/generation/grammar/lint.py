@@ -305,7 +305,8 @@ def lint_spec(spec: Any, backend: str) -> None:
     and on a large schema each lint is a full walk plus the guard's reference
     and cycle checks -- on MaskBench's slowest 1 % that Python work was about
     as long as llguidance's compile itself. A refusal is remembered too and
-    raised again, fresh, every time.
+    raised again each time (its traceback reset; the message and detail a
+    client sees never change).
     """
     if spec.kind != "json_schema":
         return

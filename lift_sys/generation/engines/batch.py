@@ -21,9 +21,10 @@ Shape:
   in chunks of at most ``prefill_chunk`` tokens per step beside the
   running sequences (so a long prompt delays them by one chunk per step,
   not by its whole prefill);
-* a running sequence feeds one token per step, grammar-forced tokens
-  too (chunked fast-forward made greedy output depend on the company and
-  split steps into extra ubatches; ``_step`` has the numbers);
+* a running sequence feeds its grammar-forced tokens one per step in a
+  full batch (a chunk would split the step into extra ubatches) and as one
+  chunk when at most ``CHUNK_FORCED_UP_TO`` sequences decode; either way
+  gives bit-identical logits (``_step`` has the numbers);
 * slots are kept contiguous: rows go in slot order, a new request takes
   the lowest free slot, and a gap left by a finished sequence is closed by
   moving the highest running sequence down (with split streams llama.cpp
@@ -88,6 +89,9 @@ def make_batch_invariant() -> None:
 
 MIN_COPY_GAIN = 16
 """Copy another slot's stream only when it shares this many more prompt tokens (a copy moves the whole stream)."""
+
+CHUNK_FORCED_UP_TO = 3
+"""Feed grammar-forced tokens as one chunk while at most this many sequences decode (see ``_step``)."""
 
 
 def relay_until_done(events: "queue.SimpleQueue[tuple[str, Any]]", on_text: Any) -> Any:
@@ -185,21 +189,26 @@ class BatchScheduler:
         mp = llama_cpp.llama_model_default_params()
         mp.use_extra_bufts = False
         self._model = _internals.LlamaModel(path_model=model_path, params=mp, verbose=verbose)
-        # KV cache in q8_0, not f16: with f16 K/V, llama.cpp's CPU flash
-        # attention takes a split-KV path when a ubatch holds ONE sequence and
-        # n_kv >= 512, and a per-row path otherwise, so a sequence's logits
-        # depended on whether it decoded alone (measured max |difference|
-        # 0.23 at 444 cached tokens, 0.37 at 900; a greedy IR test diverged
-        # when its request ran alone for a few steps). Quantized K/V always
-        # take the per-row path: bit-identical alone and beside others (0.0 at
-        # 200, 444, 900). Step time, 8 sequences: 99 vs 100 ms at 450 cells,
-        # 120 vs 117 ms at 1000; one sequence: 36.5 vs 35.8 ms.
+        # K cache in q8_0, V cache in f16. Why not f16 K: llama.cpp's CPU
+        # flash attention takes a split-KV path when a ubatch holds ONE
+        # sequence, n_kv >= 512 and K is f16 (a tiled one for 32+ rows of one
+        # sequence), and a per-row path otherwise, so with f16 K a sequence's
+        # logits depended on whether it decoded alone (max |difference| 0.23
+        # at 444 cached tokens, 0.37 at 900; a greedy IR diverged when its
+        # request ran alone for a few steps). A quantized K always takes the
+        # per-row path: bit-identical alone, beside 7 others, and fed as a
+        # chunk of k tokens vs one per step (0.0 at 100 and 700 cells).
+        # Why f16 V, not q8_0: the per-row path accumulates an f16 V directly
+        # but dequantizes a q8_0 V row to f32 for every cell and head.
+        # Measured (2-core Zen 4, 8 sequences x 1 token, median step):
+        # 97.0 vs 102.7 ms at 700 cells, 106.8 vs 126.5 ms at 1,200 -- the
+        # context an IR decodes at -- and 75.2 vs 76.2 ms at 100.
         # (q8_0 rows hold blocks of 32: a model whose head size is not a
         # multiple of 32 keeps f16, e.g. the tests' tiny random model.)
         head = llama_cpp.llama_model_n_embd(self._model.model) // max(1, llama_cpp.llama_model_n_head(self._model.model))
         if head % 32 == 0:
             p.type_k = llama_cpp.GGML_TYPE_Q8_0
-            p.type_v = llama_cpp.GGML_TYPE_Q8_0
+            p.type_v = llama_cpp.GGML_TYPE_F16
         self._ctx = _internals.LlamaContext(model=self._model, params=p, verbose=verbose)
         self.n_ctx_per_slot = llama_cpp.llama_n_ctx_seq(self._ctx.ctx)
         self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
@@ -393,26 +402,27 @@ class BatchScheduler:
         # Room goes to running sequences first (their next token), then prompt chunks.
         order = sorted(self._active.values(), key=lambda r: (r.prefilling, r.slot))
         decoding = any(not r.prefilling for r in order)
-        # A running sequence feeds ONE token per step, grammar-forced ones
-        # included (they skip the mask and the sampler, not the decode). Why,
-        # measured here (0.5B, 8 slots, IR requests, llguidance):
-        # * a sequence's logits differ when k forced tokens go in as one
-        #   chunk vs one per step ("merge two sorted lists": chunked alone ran
-        #   away to the 800-token budget, one per step finished at 488 tokens
-        #   alone and in a batch alike) -- and beside other sequences
-        #   llama.cpp splits a chunk over ubatches anyway, so chunked greedy
-        #   output depended on which requests shared the step;
-        # * with split KV streams a step whose sequences feed unequal token
-        #   counts is cut into several ubatches: 7x1 + 1x5 tokens cost 165-221
-        #   ms vs 97-134 ms for 8x1 (~1.7x), and 100 of 130 full-batch steps
-        #   carried a forced chunk;
-        # * alone it costs little: 0-15 % on two IRs (42 of 174 and 65 of 594
-        #   tokens forced), since a forced token needs no mask or sampling.
+        # A running sequence's grammar-forced tokens go in one per step when
+        # more than CHUNK_FORCED_UP_TO sequences decode, as one chunk
+        # otherwise. Numerically it is all the same: with unrepacked weights,
+        # untiled matmuls and a quantized K, a token's logits are
+        # bit-identical fed in a chunk or one per step, alone or beside
+        # others (max |difference| 0.0 at 100 and 700 cells), so greedy
+        # output does not depend on the company. It is a matter of cost,
+        # measured on the 2-core Zen 4 at 700 cells (median step, ms per
+        # token produced): with split KV streams llama.cpp cuts a step whose
+        # sequences feed unequal counts into one ubatch per count, and a row
+        # costs nearly as much as a step here (1 token 20.6 ms, 5 tokens
+        # 59.8, 8x1 87). A chunk of 5 beside one-token sequences, vs one
+        # token each: alone 12.0 vs 20.6; beside 1 other 13.8 vs 20.9;
+        # beside 2, 14.0 vs 16.4; beside 3, 12.8 vs 14.0 (and the others
+        # wait 102 instead of 56 ms); beside 7, 11.8 vs 10.9 -- a loss.
+        chunk_forced = sum(not r.prefilling for r in order) <= CHUNK_FORCED_UP_TO
         prefill_left = self.prefill_chunk if decoding else self._capacity
         budget = self._capacity
         takes: dict[int, int] = {}
         for req in order:
-            room = min(budget, prefill_left) if req.prefilling else min(budget, 1)
+            room = min(budget, prefill_left) if req.prefilling else (budget if chunk_forced else min(budget, 1))
             take = min(len(req.feed), room)
             if take <= 0:
                 continue

@@ -118,6 +118,17 @@ def test_runaway_detection():
     assert is_runaway('"description":"' + "and then the list " * 12)
     normal = json.dumps(EXAMPLE_IR, separators=(",", ":"))
     assert not is_runaway(normal) and not is_runaway('{"x":[' + ",".join(str(i) for i in range(1, 25)) + "]}")
+    assert not is_runaway(normal, json_output=True)
+    # A template counting inside one JSON string (a long period, never verbatim): a loop in JSON only.
+    counting_predicate = '{"predicate":"result == f(n-1) + f(n-2)' + "".join(
+        f" or f(n-{2 * i + 1}) == f(n-{2 * i + 2})" for i in range(1, 12))
+    assert is_runaway(counting_predicate, json_output=True) and not is_runaway(counting_predicate)
+    # ... but a list of examples that counts is JSON structure, not one string: no loop.
+    examples = '{"examples":[' + ",".join(f'{{"inputs":{{"n":{i}}},"output":{i * i}}}' for i in range(12))
+    assert not is_runaway(examples, json_output=True)
+    # Three repeats of a sortedness template inside a predicate are not enough (120 characters of one template).
+    sorted_pred = '{"predicate":"' + " and ".join(f"r[{i}] <= r[{i + 1}]" for i in range(3)) + '"'
+    assert not is_runaway(sorted_pred, json_output=True)
 
 
 def _ir_text(predicate: str = "result >= 0", long_list: bool = False) -> str:

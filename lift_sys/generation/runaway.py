@@ -13,38 +13,54 @@ characters) digit runs are first collapsed to one ``0``, so a counting
 array (``0,0,0,…``) is a loop; longer periods must repeat exactly -- a
 list of IR examples is periodic once digits are collapsed
 (``{"inputs":{"n":0},"output":0,…}`` for n = 0, 1, 2, …: a false
-positive measured on the Fibonacci request) but not verbatim. Legitimate
-IR text is far from either (a 20-number example array spans ~40 collapsed
-characters; the default span is 120).
+positive measured on the Fibonacci request) but not verbatim -- unless
+the window holds no ``"``: a long period that repeats up to its digits
+*inside one JSON string* is a counting loop in prose or a predicate, not
+a list of values (JSON output only: in raw code a window without a quote
+means nothing). Measured: the Fibonacci request's greedy IR wrote
+``fibonacci(n-20) or fibonacci(n-21) == fibonacci(n-22) or …`` to the
+800-token budget (17 s) in a predicate, a 36-character period that never
+repeats verbatim. Legitimate IR text is far from all of these (a
+20-number example array spans ~40 collapsed characters; the default span
+is 120, so a string needs 120 characters of one template to trip it).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _DIGITS = re.compile(r"\d+")
 
 
 def is_runaway(text: str, *, min_span: int = 120, max_period: int = 60, min_repeats: int = 4,
-               collapse_up_to: int = 8) -> bool:
-    """Does ``text`` end in a loop? (pure function of the text; tens of µs on a 400-char tail)."""
+               collapse_up_to: int = 8, json_output: bool = False) -> bool:
+    """Does ``text`` end in a loop? (pure function of the text; tens of µs on a 400-char tail).
+
+    ``json_output``: the text is JSON, so a window without ``"`` lies inside one string (the
+    counting-template rule applies; in raw code a quote-free window means nothing).
+    """
     raw = text[-(max_period * min_repeats + min_span) * 3:]
     collapsed = _DIGITS.sub("0", raw)
     for period in range(1, max_period + 1):
         span = max(min_span, period * min_repeats)
-        tail = collapsed if period <= collapse_up_to else raw
-        if span > len(tail):
+        if span > len(raw):
             break
-        window = tail[len(tail) - span:]
-        if window[period:] == window[:-period]:
-            return True
+        tail = raw[len(raw) - span:]
+        if period > collapse_up_to and tail[period:] == tail[:-period]:
+            return True  # a long period repeating verbatim
+        if span > len(collapsed):
+            continue
+        window = collapsed[len(collapsed) - span:]
+        if window[period:] == window[:-period] and (period <= collapse_up_to or (json_output and '"' not in window)):
+            return True  # a short counting period, or a template counting inside one string
     return False
 
 
 class RunawayWatch:
     """An ``on_text`` hook: feeds the pieces, checks every ``every`` pieces, remembers whether it fired."""
 
-    def __init__(self, every: int = 8, **limits: int) -> None:
+    def __init__(self, every: int = 8, **limits: Any) -> None:
         self.every = every
         self.limits = limits
         self.text: list[str] = []

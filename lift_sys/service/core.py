@@ -509,7 +509,9 @@ class InferenceService:
         """One sample of :meth:`generate`: decode, then truncation and validation against ``spec`` (the full schema)."""
         watch, hook, token = None, on_text, cancel
         if stop_runaway or stop_when is not None:
-            watch, token = (RunawayWatch() if stop_runaway else None), _LinkedCancel(cancel)
+            json_output = spec is not None and spec.kind == "json_schema"
+            watch = RunawayWatch(json_output=json_output) if stop_runaway else None
+            token = _LinkedCancel(cancel)
 
             def hook(piece: str) -> None:
                 fired = watch is not None and watch.feed(piece)

@@ -60,6 +60,8 @@ REQUESTS = [
     "a function that checks whether two strings are anagrams of each other",
 ]
 LEVELS = (1, 2, 4, 8, 16)
+IR_CONTEXT = 700
+"""Tokens before a decode step in the IR-context ceiling: the IR prompt (~450) plus part of an IR (174-594 here)."""
 QUICK_LEVELS = (1, 4)
 
 
@@ -72,8 +74,12 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def raw_ceiling(model: Any, n_vocab: int, levels: list[int], *, flash_attn: bool, steps: int = 12,
-                threads: int | None = None) -> dict[int, dict[str, float]]:
-    """Median ``llama_decode`` step with N one-token sequences (after a 100-token prefill copied to each)."""
+                threads: int | None = None, context: int = 100,
+                kv_types: tuple[int, int] | None = None) -> dict[int, dict[str, float]]:
+    """Median ``llama_decode`` step with N one-token sequences (after a ``context``-token prefill copied to each).
+
+    ``kv_types``: (K, V) ggml types of the cache (default: llama.cpp's f16).
+    """
     import os
 
     import llama_cpp
@@ -81,7 +87,9 @@ def raw_ceiling(model: Any, n_vocab: int, levels: list[int], *, flash_attn: bool
 
     n_max = max(levels)
     p = llama_cpp.llama_context_default_params()
-    p.n_ctx = 512 * n_max
+    p.n_ctx = max(512, -(-(context + steps + 1) // 256) * 256) * n_max
+    if kv_types is not None:
+        p.type_k, p.type_v = kv_types
     p.n_batch = p.n_ubatch = 512
     p.n_seq_max = n_max
     p.kv_unified = False
@@ -106,14 +114,15 @@ def raw_ceiling(model: Any, n_vocab: int, levels: list[int], *, flash_attn: bool
                 raise RuntimeError("llama_decode failed in the ceiling measurement")
             return time.perf_counter() - t0
 
-        prefill = [(i * 37) % 1000 + 200 for i in range(100)]
+        prefill = [(i * 37) % 1000 + 200 for i in range(context)]
         out: dict[int, dict[str, float]] = {}
         for n in levels:
             llama_cpp.llama_memory_clear(mem, True)
-            decode([(0, prefill, 0)])
+            for i in range(0, context, 512):
+                decode([(0, prefill[i:i + 512], i)])
             for s in range(1, n):
                 llama_cpp.llama_memory_seq_cp(mem, 0, s, -1, -1)
-            times = [decode([(s, [220 + k], 100 + k) for s in range(n)]) for k in range(steps)]
+            times = [decode([(s, [220 + k], context + k) for s in range(n)]) for k in range(steps)]
             step = statistics.median(times[1:])  # the first step also applies the stream copies
             out[n] = {"step_ms": step * 1000, "tok_s": n / step}
         return out
@@ -141,7 +150,7 @@ def _one(service: InferenceService, request: str, t_submit: float) -> dict[str, 
         c = gen.completion
         ok, tokens, error = True, c.completion_tokens, None
     except TruncatedOutput as exc:  # decoded all the same: its tokens count for throughput, not as a valid IR
-        ok, tokens, error = False, int(exc.detail["completion_tokens"]), f"TruncatedOutput: {exc}"
+        ok, tokens, error = False, int(exc.detail["completion_tokens"]), f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - counted and shown, the bench goes on
         ok, tokens, error = False, 0, f"{type(exc).__name__}: {exc}"
     t_end = time.perf_counter()
@@ -262,7 +271,12 @@ def _column(kind: str, *, levels: list[int], slots: int, flash_attn: bool, model
         mp.use_extra_bufts = False
         m = _internals.LlamaModel(path_model=str(path), params=mp, verbose=False)
         n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(m.model))
-        result = {"fa_on_engine_kernels": raw_ceiling(m, n_vocab, levels, flash_attn=True)}
+        result = {"fa_on_engine_kernels": raw_ceiling(m, n_vocab, levels, flash_attn=True),
+                  # ... and its KV types at the context an IR decodes at, where attention -- per sequence,
+                  # so not shared by batching -- takes its part of every step.
+                  "fa_on_engine_kernels_ir_context": raw_ceiling(
+                      m, n_vocab, levels, flash_attn=True, context=IR_CONTEXT,
+                      kv_types=(llama_cpp.GGML_TYPE_Q8_0, llama_cpp.GGML_TYPE_F16))}
         m.close()
         return {k: {str(n): v for n, v in d.items()} for k, d in result.items()}
     if kind == "ceiling":
@@ -394,6 +408,11 @@ def _targets(runs: dict[str, dict[int, dict[str, Any]]], ceiling: dict[str, dict
         out["sustained_x8_share_of_engine_kernel_ceiling"] = steady[8]["tok_s"] / raw8e if raw8e else None
         if raw8e and engine.get(1, {}).get("tok_s"):
             out["engine_kernel_ceiling_x8_vs_x1"] = raw8e / engine[1]["tok_s"]
+        at_ir = ceiling.get("fa_on_engine_kernels_ir_context", {})
+        raw8i = at_ir.get(8, {}).get("tok_s")
+        if raw8i and at_ir.get(1, {}).get("tok_s"):
+            out["sustained_x8_share_of_engine_kernel_ceiling_at_ir_context"] = steady[8]["tok_s"] / raw8i
+            out["engine_kernel_ceiling_x8_vs_x1_at_ir_context"] = raw8i / at_ir[1]["tok_s"]
     if one and 8 in b:
         out["x8_vs_single_stream"] = b[8]["agg_tok_s"] / one["agg_tok_s"] if one["agg_tok_s"] else None
         out["x8_vs_single_stream_target"] = 2.0
@@ -433,6 +452,11 @@ def _print_table(results: dict[str, Any], console: Console) -> None:
             raw_eng = kernels[str(c)]
             table.add_row("", "raw engine's", f"{raw_eng['tok_s']:.1f}",
                           f"{raw_eng['tok_s'] / kernels[first]['tok_s']:.2f}", "", "", "", "", "", str(c), "")
+        at_ir = ceiling.get("fa_on_engine_kernels_ir_context")
+        if at_ir and str(c) in at_ir:  # the same, after IR_CONTEXT tokens
+            raw_ir = at_ir[str(c)]
+            table.add_row("", f"raw engine's @{IR_CONTEXT}", f"{raw_ir['tok_s']:.1f}",
+                          f"{raw_ir['tok_s'] / at_ir[first]['tok_s']:.2f}", "", "", "", "", "", str(c), "")
         for name, runs in results["runs"].items():
             r = runs[str(c)]
             base = runs[first]["agg_tok_s"] or 1.0

@@ -3,7 +3,7 @@
 * greedy output is byte-identical alone and inside a batch, with each
   grammar backend, and two same-seed sampled requests side by side agree
   (a sequence's logits do not depend on its neighbours -- unrepacked
-  weights, batch-invariant matmuls, q8_0 KV -- and every sequence keeps its
+  weights, batch-invariant matmuls, a q8_0 K cache -- and every sequence keeps its
   own matcher/sampler); checked in a fresh process started like ``serve``;
 * seeds, budgets and cancellation stay per request;
 * the server runs one worker per slot and /metrics shows slots, running

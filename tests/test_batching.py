@@ -125,6 +125,25 @@ def test_seed_budget_and_cancel_stay_per_request(batched):
         LlamaCppEngine(batched.engine.model_path, slots=0)
 
 
+def test_forced_tokens_go_in_as_one_chunk_when_few_sequences_decode(batched):
+    """Alone, a sequence's grammar-forced tokens share one llama_decode (bit-identical to one per step, cheaper);
+    the identity test above checks that the text does not change with it."""
+    schema = {"type": "object", "properties": {"the_name_of_the_function_being_specified": {"type": "string",
+              "maxLength": 12}, "the_number_of_parameters_it_takes": {"type": "integer", "maximum": 9}},
+              "required": ["the_name_of_the_function_being_specified", "the_number_of_parameters_it_takes"],
+              "additionalProperties": False}
+    before = batched.engine.batch_stats()
+    gen = batched.generate([{"role": "user", "content": "Describe a function that reverses a string."}], schema,
+                           GenerateOptions(max_tokens=120))
+    after = batched.engine.batch_stats()
+    c = gen.completion
+    assert set(gen.json) == set(schema["properties"])
+    steps = sum(after.steps_by_size.values()) - sum(before.steps_by_size.values())
+    assert c.forced_tokens >= 10  # the long keys are forced
+    # one step for the prompt (a chunk) and one per sampled token: the forced ones took no step of their own
+    assert steps <= 1 + (c.completion_tokens - c.forced_tokens) + 1
+
+
 def test_server_runs_a_worker_per_slot_and_reports_batches(batched):
     with running(asgi(batched, Settings())) as url:
         schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}}, "required": ["name"],

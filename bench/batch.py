@@ -33,7 +33,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lift_sys.errors import TruncatedOutput
+from lift_sys.errors import RunawayOutput, TruncatedOutput
 from lift_sys.generation.engines.base import GenerateOptions
 from lift_sys.generation.engines.llamacpp import LlamaCppEngine
 from lift_sys.generation.registry import ensure_model, get_model
@@ -143,21 +143,21 @@ def _one(service: InferenceService, request: str, t_submit: float) -> dict[str, 
 
     try:
         # stop_runaway: a loop ends at its first clear repeat, as on the IR path (generate_ir), instead of
-        # decoding to the budget -- 3 of 16 requests looped to 800 tokens, 40 % of a 16-request level's
-        # tokens, and the tail they made set p50 and burst tok/s. One generation per request, no resample.
+        # decoding to the budget -- at 16 requests, 2 of the 3 that ran to 800 tokens were loops (1,600 of
+        # 6,096 tokens), and the tail they made set p50 and burst tok/s. One generation per request, no resample.
         gen = service.generate(ir_messages(request), ir_generation_schema(), GenerateOptions(max_tokens=800),
                                on_text=on_text, stop_runaway=True)
         c = gen.completion
-        ok, tokens, error = True, c.completion_tokens, None
+        ok, tokens, error, cut = True, c.completion_tokens, None, None
     except TruncatedOutput as exc:  # decoded all the same: its tokens count for throughput, not as a valid IR
         ok, tokens, error = False, int(exc.detail["completion_tokens"]), f"{type(exc).__name__}: {exc}"
+        cut = "runaway" if isinstance(exc, RunawayOutput) else "truncated"
     except Exception as exc:  # noqa: BLE001 - counted and shown, the bench goes on
-        ok, tokens, error = False, 0, f"{type(exc).__name__}: {exc}"
+        ok, tokens, error, cut = False, 0, f"{type(exc).__name__}: {exc}", None
     t_end = time.perf_counter()
     return {"ok": ok, "tokens": tokens, "error": error, "latency_s": t_end - t_submit,
             "ttft_s": (first[0] if first else t_end) - t_submit, "t_end": t_end,
-            "truncated": error is not None and error.startswith("TruncatedOutput"),
-            "runaway": error is not None and error.startswith("RunawayOutput")}
+            "truncated": cut == "truncated", "runaway": cut == "runaway"}
 
 
 def _mean_batch(before: Any, after: Any) -> float | None:

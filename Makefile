@@ -18,7 +18,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml $(PY)
+# llama-cpp-python from its sdist with lift-sys's llama.cpp patches (built once per machine, cached)
+$(VENV)/.installed: pyproject.toml $(PY) scripts/llama_wheel.sh $(wildcard scripts/llama_patches/*.patch)
+	sh scripts/llama_wheel.sh $(PY)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --progress-bar off -e '.[model]'
 	touch $@
 

@@ -205,6 +205,12 @@ class BatchScheduler:
         # context an IR decodes at -- and 75.2 vs 76.2 ms at 100.
         # (q8_0 rows hold blocks of 32: a model whose head size is not a
         # multiple of 32 keeps f16, e.g. the tests' tiny random model.)
+        # Since 2026-12-05 a quantized K takes our own row kernel instead of
+        # ggml's online loop (scripts/llama_patches/0001-*: dense scores, one
+        # vectorized exp, V summed in f32 registers; still per row, so still
+        # bit-identical alone, batched and chunked -- tests/test_llama_kernels.py):
+        # 8 sequences x 1 token at 700 cells, 80-85 vs 87-92 ms a step on the
+        # Zen 4 (AVX-512), 86-90 vs 103-104 ms with an AVX2-only build.
         head = llama_cpp.llama_model_n_embd(self._model.model) // max(1, llama_cpp.llama_model_n_head(self._model.model))
         if head % 32 == 0:
             p.type_k = llama_cpp.GGML_TYPE_Q8_0

@@ -31,7 +31,15 @@ if ! ls "$DEST"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     tar xzf "$WORK/llama_cpp_python-$VERSION.tar.gz" -C "$WORK"
     SRC=$WORK/llama_cpp_python-$VERSION
     for p in "$HERE"/llama_patches/*.patch; do
-        patch --quiet --forward -p1 -d "$SRC/vendor/llama.cpp" < "$p"
+        if command -v patch >/dev/null 2>&1; then
+            patch --quiet --forward -p1 -d "$SRC/vendor/llama.cpp" < "$p"
+        elif command -v git >/dev/null 2>&1; then
+            # the sdist carries a .git of its own: outside any repository, git apply patches the cwd
+            (cd "$SRC/vendor/llama.cpp" && GIT_CEILING_DIRECTORIES="$SRC/vendor" git apply -p1 "$p")
+        else
+            echo "llama_wheel.sh: need 'patch' or 'git' to apply $p (apt-get install patch)" >&2
+            exit 1
+        fi
     done
     # the installed package names its patches (tests/test_llama_kernels.py checks it is this set)
     echo "$PATCHES" > "$SRC/llama_cpp/LIFT_PATCHES"

@@ -15,7 +15,7 @@
 # installs the cached wheel in seconds.
 set -eu
 PY=$1
-VERSION=0.3.36
+VERSION=0.3.36  # the pin in pyproject.toml: a different pin would replace this wheel with a stock one (the test of LIFT_PATCHES fails)
 HERE=$(cd "$(dirname "$0")" && pwd)
 FLAGS=$(sh "$HERE/llama_cmake_args.sh")
 PATCHES=$(cat "$HERE"/llama_patches/*.patch | sha256sum | cut -c1-16)

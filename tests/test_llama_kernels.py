@@ -2,14 +2,14 @@
 
 The batched engine keeps K in q8_0, and for a quantized K our patch replaces
 ggml's online per-row flash attention with a two-pass row kernel (dense
-scores, one vectorized exp, V accumulated in f32 registers). Checked here on
-the real model, in this process:
+scores, one vectorized exp, V accumulated in f32 registers). Checked here:
 
 * the installed llama-cpp-python is the build with exactly this repository's
   patches (``make`` builds it; a stock wheel would silently lose the kernel);
-* the kernel agrees with attention computed without flash attention (scores
-  -> softmax -> V as separate ggml ops) on a natural prompt;
-* a sequence's logits are bit-identical alone, beside 7 others, and with its
+* on the real model, the kernel agrees with attention computed without flash
+  attention (scores -> softmax -> V as separate ggml ops) on a natural prompt;
+* on the real model, in a fresh process set up like the batched engine's, a
+  sequence's logits are bit-identical alone, beside 7 others, and with its
   tokens fed as one chunk -- what the greedy identity tests of the engine
   (test_batching.py) rest on.
 """
@@ -115,9 +115,7 @@ def tokens(raw) -> list[int]:
     return toks
 
 
-pytestmark = pytest.mark.model
-
-
+@pytest.mark.model
 def test_two_pass_attention_agrees_with_unfused_attention(raw, tokens):
     prompt, tail = tokens[:-6], tokens[-6:]
     got = {}
@@ -157,6 +155,7 @@ def identity_differences(model_path: str) -> dict[str, float]:
     return {mode: float(np.abs(runs["alone"] - runs[mode]).max()) for mode in ("chunk", "beside 7")}
 
 
+@pytest.mark.model
 def test_logits_identical_alone_batched_and_chunked(engine):
     # In a fresh process with the batched engine's settings: ggml picks its matmul kernels at a
     # process's first matmul, and this one has run the one-slot engine's (tiled at >= 8 rows).

@@ -426,10 +426,10 @@ def _targets(runs: dict[str, dict[int, dict[str, Any]]], ceiling: dict[str, dict
         out["alone_vs_slots1"] = one["agg_tok_s"] / runs["slots=1"][1]["agg_tok_s"]
         out["alone_vs_slots1_target"] = 0.95
     # Every finished output schema-valid; a truncation is reported as such (partial text), never as an output.
-    out["all_outputs_valid"] = all(r["ok"] + r["truncated"] + r.get("runaway", 0) == r["concurrency"]
+    out["all_outputs_valid"] = all(r["ok"] + r["truncated"] + r["runaway"] == r["concurrency"]
                                    for d in runs.values() for r in d.values())
     out["truncations"] = sum(r["truncated"] for d in runs.values() for r in d.values())
-    out["runaways_stopped"] = sum(r.get("runaway", 0) for d in runs.values() for r in d.values())
+    out["runaways_stopped"] = sum(r["runaway"] for d in runs.values() for r in d.values())
     return out
 
 

@@ -82,20 +82,22 @@ class _Raw:
         p.type_k, p.type_v = lc.GGML_TYPE_Q8_0, lc.GGML_TYPE_F16  # the batched engine's cache types
         return self.internals.LlamaContext(model=self.model, params=p, verbose=False)
 
-    def decode(self, ctx, rows: list[tuple[int, int, int]]) -> list[np.ndarray]:
-        """rows: (sequence, position, token); returns every row's logits."""
+    def decode(self, ctx, rows: list[tuple[int, int, int]], logits: bool = True) -> list[np.ndarray]:
+        """rows: (sequence, position, token); returns every row's logits (none when ``logits`` is False)."""
         b = self.batch
         for i, (seq, pos, tok) in enumerate(rows):
-            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, 1, True
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, 1, logits
             b.seq_id[i][0] = seq
         b.n_tokens = len(rows)
         assert self.llama_cpp.llama_decode(ctx.ctx, b) == 0
+        if not logits:
+            return []
         return [np.ctypeslib.as_array(self.llama_cpp.llama_get_logits_ith(ctx.ctx, i), shape=(self.n_vocab,)).copy()
                 for i in range(len(rows))]
 
     def prefill(self, ctx, tokens: list[int], n_seq: int) -> None:
         for i in range(0, len(tokens), 256):
-            self.decode(ctx, [(0, i + j, t) for j, t in enumerate(tokens[i:i + 256])])
+            self.decode(ctx, [(0, i + j, t) for j, t in enumerate(tokens[i:i + 256])], logits=False)
         mem = self.llama_cpp.llama_get_memory(ctx.ctx)
         for s in range(1, n_seq):
             self.llama_cpp.llama_memory_seq_cp(mem, 0, s, -1, -1)

@@ -49,10 +49,10 @@ def is_runaway(text: str, *, min_span: int = 120, max_period: int = 60, min_repe
         tail = raw[len(raw) - span:]
         if period > collapse_up_to and tail[period:] == tail[:-period]:
             return True  # a long period repeating verbatim
-        if span > len(collapsed):
-            continue
+        if span > len(collapsed) or not (period <= collapse_up_to or json_output):
+            continue  # (a long period in raw code only counts verbatim, above)
         window = collapsed[len(collapsed) - span:]
-        if window[period:] == window[:-period] and (period <= collapse_up_to or (json_output and '"' not in window)):
+        if window[period:] == window[:-period] and (period <= collapse_up_to or '"' not in window):
             return True  # a short counting period, or a template counting inside one string
     return False
 

@@ -4,6 +4,11 @@ The batched engine keeps K in q8_0, and for a quantized K our patch replaces
 ggml's online per-row flash attention with a two-pass row kernel (dense
 scores, one vectorized exp, V accumulated in f32 registers). Checked here:
 
+The second patch replaces tinyBLAS for q5_0 and q8_0 weights (most of this
+model's matmuls) with an exact-integer kernel: every block's dot product is
+one int32, so a row of the result is the same arithmetic for 1 column or 16
+-- the identity check below runs through it at 1, 8 and chunked rows.
+
 * the installed llama-cpp-python is the build with exactly this repository's
   patches (``make`` builds it; a stock wheel would silently lose the kernel);
 * on the real model, the kernel agrees with attention computed without flash

@@ -216,6 +216,11 @@ class BatchScheduler:
         # float work once per 8 columns; the same arithmetic for 1 row or 16,
         # so still batch-invariant): 8 sequences x 1 token at 700 cells
         # 63-70 vs 81-83 ms a step, 16 x 1 104 vs 146, 1 x 1 15.0 vs 19.3.
+        # Since 2026-12-05 (sixth session) that kernel prefetches the next
+        # weight rows a slice per block (8 x 1: 50.5 vs 62-66 ms), and the
+        # q4_K/q6_K ffn_down takes an exact-integer kernel too
+        # (scripts/llama_patches/0003-*): 8 x 1 44-47 vs 50.5 ms, 16 x 1 77-78
+        # vs 87-89, 1 x 1 15.0-15.4 vs 14.5-14.9.
         head = llama_cpp.llama_model_n_embd(self._model.model) // max(1, llama_cpp.llama_model_n_head(self._model.model))
         if head % 32 == 0:
             p.type_k = llama_cpp.GGML_TYPE_Q8_0

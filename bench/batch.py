@@ -389,9 +389,15 @@ def _targets(runs: dict[str, dict[int, dict[str, Any]]], ceiling: dict[str, dict
              batched: str, levels: list[int], steady: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Issue 12's targets, on this run's numbers (None where the run lacks the level).
 
-    The throughput targets are given twice: on the burst (C requests at once,
-    wall time to the last) and sustained (C clients kept busy: the engine's
-    steady state, see :func:`run_sustained`).
+    The throughput targets ("at 8 concurrent IR requests") are read on the
+    sustained run: 8 clients kept busy, so 8 requests are in flight the whole
+    window (see :func:`run_sustained`); the ceiling is the raw step with the
+    engine's own kernels after a 100-token prefill, as the issue defines it.
+    The burst figures (8 requests at once, wall time to the last) are kept
+    beside them without a target: requests differ in length (174-800
+    tokens), so a burst's last seconds run one long request alone (mean
+    batch 4.1 of 8 in the sixth session) -- they measure the spread of
+    lengths more than the engine.
     """
     b = runs[batched]
     one = b.get(1)
@@ -406,6 +412,8 @@ def _targets(runs: dict[str, dict[int, dict[str, Any]]], ceiling: dict[str, dict
         engine = ceiling.get("fa_on_engine_kernels", {})
         raw8e = engine.get(8, {}).get("tok_s")  # the weights *and* matmul kernels the engine runs
         out["sustained_x8_share_of_engine_kernel_ceiling"] = steady[8]["tok_s"] / raw8e if raw8e else None
+        out["sustained_x8_vs_single_stream_target"] = 2.0
+        out["sustained_x8_share_of_engine_kernel_ceiling_target"] = 0.8
         if raw8e and engine.get(1, {}).get("tok_s"):
             out["engine_kernel_ceiling_x8_vs_x1"] = raw8e / engine[1]["tok_s"]
         at_ir = ceiling.get("fa_on_engine_kernels_ir_context", {})
@@ -413,12 +421,11 @@ def _targets(runs: dict[str, dict[int, dict[str, Any]]], ceiling: dict[str, dict
         if raw8i and at_ir.get(1, {}).get("tok_s"):
             out["sustained_x8_share_of_engine_kernel_ceiling_at_ir_context"] = steady[8]["tok_s"] / raw8i
             out["engine_kernel_ceiling_x8_vs_x1_at_ir_context"] = raw8i / at_ir[1]["tok_s"]
-    if one and 8 in b:
-        out["x8_vs_single_stream"] = b[8]["agg_tok_s"] / one["agg_tok_s"] if one["agg_tok_s"] else None
-        out["x8_vs_single_stream_target"] = 2.0
+    if one and 8 in b:  # the burst: no target (see above)
+        out["burst_x8_vs_single_stream"] = b[8]["agg_tok_s"] / one["agg_tok_s"] if one["agg_tok_s"] else None
         raw8 = ceiling["fa_on"].get(8, {}).get("tok_s")
-        out["x8_share_of_ceiling"] = b[8]["agg_tok_s"] / raw8 if raw8 else None
-        out["x8_share_of_ceiling_target"] = 0.8
+        out["burst_x8_share_of_ceiling"] = b[8]["agg_tok_s"] / raw8 if raw8 else None
+        out["burst_x8_mean_batch"] = b[8].get("mean_batch")
     if 16 in b and "slots=1" in runs and 16 in runs["slots=1"]:
         out["x16_p50_vs_slots1"] = b[16]["latency_p50_s"] / runs["slots=1"][16]["latency_p50_s"]
         out["x16_p50_vs_slots1_target"] = 0.5

@@ -80,14 +80,15 @@ class _Raw:
         self.n_vocab = self.model.n_vocab()
         self.batch = llama_cpp.llama_batch_init(512, 0, 1)
 
-    def context(self, n_seq: int, flash_attn: bool):
+    def context(self, n_seq: int, flash_attn: bool, model=None):
+        """A context as the batched engine's, on these weights or ``model``'s."""
         lc = self.llama_cpp
         p = lc.llama_context_default_params()
         p.n_ctx, p.n_batch, p.n_ubatch, p.n_seq_max, p.kv_unified = 1024 * n_seq, 512, 512, n_seq, False
         p.n_threads = p.n_threads_batch = 2
         p.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         p.type_k, p.type_v = lc.GGML_TYPE_Q8_0, lc.GGML_TYPE_F16  # the batched engine's cache types
-        return self.internals.LlamaContext(model=self.model, params=p, verbose=False)
+        return self.internals.LlamaContext(model=model or self.model, params=p, verbose=False)
 
     def decode(self, ctx, rows: list[tuple[int, int, int]], logits: bool = True) -> list[np.ndarray]:
         """rows: (sequence, position, token); returns every row's logits (none when ``logits`` is False)."""
@@ -157,11 +158,7 @@ def test_exact_matmuls_agree_with_ggml_repacked_kernels(raw, tokens):
     from llama_cpp import _internals
 
     def logits(model) -> np.ndarray:
-        p = llama_cpp.llama_context_default_params()
-        p.n_ctx, p.n_batch, p.n_ubatch, p.n_threads, p.n_threads_batch = 1024, 512, 512, 2, 2
-        p.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        p.type_k, p.type_v = llama_cpp.GGML_TYPE_Q8_0, llama_cpp.GGML_TYPE_F16
-        ctx = _internals.LlamaContext(model=model, params=p, verbose=False)
+        ctx = raw.context(1, flash_attn=True, model=model)
         rows = []
         for i in range(0, len(tokens), 256):
             rows += raw.decode(ctx, [(0, i + j, t) for j, t in enumerate(tokens[i:i + 256])])
